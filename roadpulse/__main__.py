@@ -1,0 +1,3 @@
+from roadpulse.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,252 @@
+"""The traffic core composed into two keyed stages, called by both runtimes.
+
+* :class:`StationStage` (keyed by station): readings -> detector windows ->
+  lane and station flow windows, detector health and lane imputation.
+* :class:`CorridorStage` (keyed by roadway): station windows -> segment metrics
+  and travel times, incident detection with every configured algorithm,
+  incident lifecycle, commuter alerts.
+
+The embedded runner calls both in one process; the faust app runs the first per
+readings partition and the second per roadway, with the same objects and the
+same snapshots. Nothing here does IO.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.network import Network
+from models.records import Alert, FlowWindowBatch, Incident, ReadingBatch
+from stream.core.alerts import AlertRules, Subscription
+from stream.core.flow import lane_metrics, segment_metrics, station_metrics
+from stream.core.health import DetectorHealth
+from stream.core.imputation import impute_lanes
+from stream.core.incidents import build_detector
+from stream.core.incidents.lifecycle import IncidentTracker
+from stream.core.travel_time import UsualTravelTime
+from stream.core.windows import TumblingWindow
+
+WINDOW_LABELS = {30_000: "30s", 60_000: "1m", 300_000: "5m"}
+DEFAULT_ALGORITHMS = ("california8", "statistical")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    window_lengths_ms: tuple[int, ...] = (30_000, 60_000, 300_000)
+    allowed_lateness_ms: int = 60_000
+    incident_window_ms: int = 60_000  # incident detectors and alerts run on these station windows
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    alert_algorithm: str = "statistical"  # whose incidents reach commuters
+    subscriptions: tuple[Subscription, ...] = ()
+    health_every_ms: int = 3_600_000
+    impute: bool = True
+    corridor_grace_ms: int = 120_000  # how long a roadway waits for late stations of a window
+
+    def __post_init__(self) -> None:
+        if self.incident_window_ms not in self.window_lengths_ms:
+            raise ValueError("incident_window_ms must be one of window_lengths_ms")
+
+
+def window_label(window_ms: int) -> str:
+    return WINDOW_LABELS.get(window_ms, f"{window_ms // 1000}s")
+
+
+@dataclass
+class StationOutput:
+    lanes: list[FlowWindowBatch] = field(default_factory=list)
+    stations: list[FlowWindowBatch] = field(default_factory=list)
+    health: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StationStage:
+    """Readings -> lane and station windows for the stations this worker owns."""
+
+    def __init__(self, network: Network, config: PipelineConfig, resume_state: dict | None = None) -> None:
+        self.network = network
+        self.config = config
+        state = resume_state or {}
+        self.windows = {
+            length: TumblingWindow(length, config.allowed_lateness_ms).build(
+                network.n_detectors, resume_state=state.get("windows", {}).get(length))
+            for length in config.window_lengths_ms
+        }
+        self.health = DetectorHealth(network, window_ms=config.incident_window_ms,
+                                     resume_state=state.get("health"))
+        self._bad = np.asarray(state.get("bad", np.zeros(network.n_detectors, dtype=bool)), dtype=bool)
+        self._next_health_ms: int | None = state.get("next_health_ms")
+
+    def process(self, detector: np.ndarray, batch: ReadingBatch) -> np.ndarray:
+        """Aggregate accepted readings; returns a bool mask of rows that came too late."""
+        late = np.zeros(len(batch), dtype=bool)
+        for logic in self.windows.values():
+            late |= logic.update(detector, batch.interval_start_ms, batch.interval_ms, batch.vehicle_count,
+                                 batch.occupancy_pct, batch.speed_kmh)
+        return late
+
+    def poll(self, flush: bool = False) -> StationOutput:
+        """Flow windows that closed since the last poll (all windows when ``flush``)."""
+        out = StationOutput()
+        for length, logic in self.windows.items():
+            for closed in (logic.flush() if flush else logic.poll()):
+                lanes = lane_metrics(closed, self.network)
+                if length == self.config.incident_window_ms:
+                    self.health.update(lanes)
+                    self._maybe_health(closed.window_start_ms + length, out)
+                if self.config.impute and self._bad.any():
+                    lanes = impute_lanes(lanes, self._bad, self.network)
+                out.lanes.append(lanes)
+                out.stations.append(station_metrics(closed, self.network))
+        return out
+
+    def _maybe_health(self, at_ms: int, out: StationOutput) -> None:
+        if self._next_health_ms is None:
+            self._next_health_ms = at_ms - at_ms % self.config.health_every_ms + self.config.health_every_ms
+        if at_ms < self._next_health_ms:
+            return
+        report = self.health.status(at_ms)
+        self._bad = report.status != "good"
+        out.health.append({"at_ms": at_ms, "report": report})
+        self._next_health_ms = at_ms - at_ms % self.config.health_every_ms + self.config.health_every_ms
+
+    def snapshot(self) -> dict:
+        return {
+            "windows": {length: logic.snapshot() for length, logic in self.windows.items()},
+            "health": self.health.snapshot(),
+            "bad": self._bad.copy(),
+            "next_health_ms": self._next_health_ms,
+        }
+
+
+@dataclass
+class CorridorOutput:
+    segments: list[FlowWindowBatch] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+
+class CorridorStage:
+    """Station windows of whole roadways -> segments, incidents, alerts.
+
+    Station windows may arrive in pieces (from several station workers); a
+    window of a roadway is processed once every station has reported it, or
+    once the stream has moved ``corridor_grace_ms`` past its end.
+    """
+
+    def __init__(self, network: Network, config: PipelineConfig, roadway_keys: list[str] | None = None,
+                 resume_state: dict | None = None) -> None:
+        self.network = network
+        self.config = config
+        self.roadway_keys = roadway_keys or [r.key for r in network.roadways]
+        state = resume_state or {}
+        det_state = state.get("detectors", {})
+        trk_state = state.get("trackers", {})
+        self.detectors = {
+            (key, algo): build_detector(algo, network.roadway_by_key[key], resume_state=det_state.get((key, algo)))
+            for key in self.roadway_keys for algo in config.algorithms
+        }
+        self.trackers = {
+            (key, algo): IncidentTracker(network.roadway_by_key[key], algo, resume_state=trk_state.get((key, algo)))
+            for key in self.roadway_keys for algo in config.algorithms
+        }
+        self.alerts = AlertRules(config.subscriptions, network, resume_state=state.get("alerts"))
+        self.usual = UsualTravelTime(network, resume_state=state.get("usual"))
+        self._pending: dict[tuple[str, int, int], list[FlowWindowBatch]] = state.get("pending", {})
+        self._watermark_ms: int = state.get("watermark_ms", 0)
+        self._roadway_n_stations = {r.key: len(r.stations) for r in network.roadways}
+        self._station_roadway = {s.station_id: f"{s.corridor}-{s.direction}" for s in network.stations}
+
+    def add(self, stations: FlowWindowBatch) -> None:
+        """Buffer station windows (any mix of roadways) until their roadway window is complete."""
+        if len(stations) == 0:
+            return
+        keys = np.array([f"{c}-{d}" for c, d in zip(stations.corridor, stations.direction)], dtype=object)
+        for key in np.unique(keys):
+            if key not in self._roadway_n_stations:
+                continue
+            for start in np.unique(stations.window_start_ms[keys == key]):
+                mask = (keys == key) & (stations.window_start_ms == start)
+                self._pending.setdefault((str(key), stations.window_ms, int(start)), []).append(
+                    _take(stations, mask))
+                self._watermark_ms = max(self._watermark_ms, int(start) + stations.window_ms)
+
+    def poll(self, flush: bool = False) -> CorridorOutput:
+        """Process every roadway window that is complete (or overdue), oldest first."""
+        out = CorridorOutput()
+        for pkey in sorted(self._pending, key=lambda k: (k[2], k[1], k[0])):
+            key, window_ms, start = pkey
+            parts = self._pending[pkey]
+            n = sum(len(p) for p in parts)
+            overdue = start + window_ms + self.config.corridor_grace_ms <= self._watermark_ms
+            if not (flush or overdue or n >= self._roadway_n_stations[key]):
+                continue
+            del self._pending[pkey]
+            self._process(key, window_ms, start, _concat(parts), out)
+        return out
+
+    def _process(self, key: str, window_ms: int, start: int, stations: FlowWindowBatch, out: CorridorOutput) -> None:
+        segments = segment_metrics(stations, self.network)
+        out.segments.append(segments)
+        if window_ms != self.config.incident_window_ms:
+            return
+        self.usual.update(segments)
+        roadway = self.network.roadway_by_key[key]
+        new_incidents: list[Incident] = []
+        for algo in self.config.algorithms:
+            alarms = self.detectors[(key, algo)].update_batch(stations, roadway)
+            new_incidents.extend(self.trackers[(key, algo)].update(start + window_ms, alarms))
+        out.incidents.extend(new_incidents)
+        alerting = [i for i in new_incidents if i.algorithm == self.config.alert_algorithm]
+        out.alerts.extend(self.alerts.update(segments, alerting, usual_travel_time_s=self.usual.usual_s))
+
+    def close_all(self, at_ms: int) -> CorridorOutput:
+        """End of stream: flush buffered windows and clear incidents still open."""
+        out = self.poll(flush=True)
+        closing: list[Incident] = []
+        for tracker in self.trackers.values():
+            closing.extend(tracker.close_all(at_ms))
+        out.incidents.extend(closing)
+        alerting = [i for i in closing if i.algorithm == self.config.alert_algorithm]
+        out.alerts.extend(self.alerts.update(_empty_segments(), alerting))
+        return out
+
+    def open_incidents(self, algorithm: str | None = None) -> int:
+        return sum(t.n_open for (_, algo), t in self.trackers.items() if algorithm in (None, algo))
+
+    def snapshot(self) -> dict:
+        return {
+            "detectors": {k: d.snapshot() for k, d in self.detectors.items()},
+            "trackers": {k: t.snapshot() for k, t in self.trackers.items()},
+            "alerts": self.alerts.snapshot(),
+            "usual": self.usual.snapshot(),
+            "pending": dict(self._pending),
+            "watermark_ms": self._watermark_ms,
+        }
+
+
+def _take(b: FlowWindowBatch, mask: np.ndarray) -> FlowWindowBatch:
+    extra = {}
+    if len(b.travel_time_s) == len(b):
+        extra["travel_time_s"] = b.travel_time_s[mask]
+    if len(b.imputed) == len(b):
+        extra["imputed"] = b.imputed[mask]
+    return FlowWindowBatch(b.level, b.window_ms, *(getattr(b, c)[mask] for c in FlowWindowBatch.COLUMNS), **extra)
+
+
+def _concat(parts: list[FlowWindowBatch]) -> FlowWindowBatch:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    cols = [np.concatenate([getattr(p, c) for p in parts]) for c in FlowWindowBatch.COLUMNS]
+    extra = {}
+    if all(len(p.imputed) == len(p) for p in parts):
+        extra["imputed"] = np.concatenate([p.imputed for p in parts])
+    return FlowWindowBatch(first.level, first.window_ms, *cols, **extra)
+
+
+def _empty_segments() -> FlowWindowBatch:
+    e = np.empty(0)
+    o = np.empty(0, dtype=object)
+    i = np.empty(0, dtype=np.int64)
+    return FlowWindowBatch("segment", 60_000, o, o, o, i, i, e, e, e, e, e, np.empty(0, dtype=np.int8), i)
