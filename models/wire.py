@@ -1,9 +1,12 @@
 """Wire formats: how records become bytes on the bus and back.
 
 Readings travel as one columnar map per message (short keys, one list per
-column), in msgpack by default; JSON (orjson) is accepted too and told apart by
-its first byte. ``benchmarks/wire_formats.py`` measures both; msgpack won
-(see README). NaN speeds are NaN in msgpack and null in JSON.
+column), in JSON via orjson by default; msgpack is accepted too and told apart
+by its first byte. ``benchmarks/wire_formats.py`` measures both side by side
+(figures in the README): orjson, serialising numpy columns natively, encoded
+faster at every size and decoded about as fast for station-sized messages;
+msgpack was ~10-16% smaller, a gap Kafka's compression narrows. JSON won, and it
+stays readable with kcat. NaN speeds are null in JSON, NaN in msgpack.
 
 Column keys: d detector_id, t interval_start_ms, i interval_ms, n vehicle_count,
 o occupancy_pct, s speed_kmh; plus v (format version, 1).
@@ -38,8 +41,16 @@ class WireError(ValueError):
         self.detail = detail
 
 
-def encode_readings(batch: ReadingBatch, fmt: str = "msgpack") -> bytes:
+def encode_readings(batch: ReadingBatch, fmt: str = "json") -> bytes:
     """One message of readings (columnar)."""
+    if fmt == "json":  # numpy columns serialised natively by orjson (NaN -> null)
+        return orjson.dumps({"v": WIRE_VERSION, "d": batch.detector_id.tolist(),
+                             "t": np.ascontiguousarray(batch.interval_start_ms, dtype=np.int64),
+                             "i": np.ascontiguousarray(batch.interval_ms, dtype=np.int64),
+                             "n": np.ascontiguousarray(batch.vehicle_count, dtype=np.int64),
+                             "o": np.ascontiguousarray(batch.occupancy_pct, dtype=np.float64),
+                             "s": np.ascontiguousarray(batch.speed_kmh, dtype=np.float64)},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
     doc = {
         "v": WIRE_VERSION,
         "d": batch.detector_id.tolist(),
@@ -51,8 +62,6 @@ def encode_readings(batch: ReadingBatch, fmt: str = "msgpack") -> bytes:
     }
     if fmt == "msgpack":
         return msgpack.packb(doc, use_bin_type=True)
-    if fmt == "json":
-        return orjson.dumps(doc)  # NaN becomes null
     raise ValueError(f"unknown wire format {fmt!r}; choose one of {FORMATS}")
 
 
