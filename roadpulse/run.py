@@ -14,7 +14,7 @@ from ingest.bus import MemoryBus
 from ingest.chaos import ChaosInjector
 from models.network import Network
 from roadpulse.settings import Settings
-from simulators import SimulationConfig, TrafficSimulator
+from simulators import IncidentSpec, SimulationConfig, TrafficSimulator
 from stream.core.pipeline import PipelineConfig
 from stream.core.scoring import Score, score_incidents
 from stream.embedded import EmbeddedPipeline, Throughput, publish_readings, split_by_station
@@ -58,15 +58,20 @@ class RunReport:
 
 
 def run_embedded(settings: Settings, network: Network, pipeline_config: PipelineConfig,
-                 on_step: Callable[[EmbeddedPipeline], None] | None = None) -> RunReport:
-    """Run a simulated period end to end in this process."""
+                 on_step: Callable[[EmbeddedPipeline], None] | None = None,
+                 incidents: tuple[IncidentSpec, ...] = ()) -> RunReport:
+    """Run a simulated period end to end in this process.
+
+    ``incidents`` are staged on top of ``settings.incidents`` random ones.
+    """
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "roadpulse.sqlite"
     if store_path.exists():
         store_path.unlink()
     sim_cfg = SimulationConfig(seed=settings.seed, start_ms=settings.start_ms, duration_s=settings.duration_s,
-                               n_random_incidents=settings.incidents, fault_fraction=settings.fault_fraction)
+                               n_random_incidents=settings.incidents, incidents=tuple(incidents),
+                               fault_fraction=settings.fault_fraction)
     sim = TrafficSimulator(network, sim_cfg)
     bus = MemoryBus(partitions=4)
     store = LocalStore(store_path)
