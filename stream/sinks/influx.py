@@ -1,0 +1,454 @@
+"""InfluxDB result sink: line protocol built column-wise, written in batches, never dropped.
+
+Schema: the table "Store / InfluxDB schema" in docs/ARCHITECTURE.md (analysts'
+guide with queries: docs/influxdb.md). NaN, infinite and None fields are left
+out of a point (line protocol cannot carry them); empty tag values are left out
+(line protocol forbids them).
+
+Delivery: ``write_*`` turn records into line protocol and append them to a
+buffer; full buffers (``batch_size`` lines) or buffers older than
+``flush_interval_ms`` go to ONE background thread that writes them
+synchronously with influxdb-client, retrying with exponential back-off. A batch
+that still fails after ``max_retries`` is appended to the on-disk spool
+(stream/sinks/spool.py, fsync'ed) and replayed at start, every
+``replay_interval_s`` and on ``flush()``/``close()`` when the server answers
+again. Nothing is dropped silently -- unlike influxdb-client's default batching
+WriteApi, which logs a failed batch and forgets it. A batch the server rejects
+as malformed (HTTP 400) cannot succeed on retry: it is kept in the spool's
+``rejected/`` folder and counted in ``stats.batches_rejected``.
+
+Idempotency: InfluxDB identifies a point by measurement + tag set + timestamp,
+so writing the same window, incident event or alert again overwrites it instead
+of adding a duplicate (this is what makes spool replay and reprocessing safe).
+Dead letters would collide when two land in the same millisecond, so they are
+written with nanosecond precision and a deterministic 0..999,999 ns offset
+derived from their content (CRC-32 of source, key, row and payload, plus the
+occurrence number of identical letters in one call).
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from models.records import Alert, DeadLetter, FlowWindowBatch, Incident
+from stream.sinks.spool import Spool
+
+log = logging.getLogger(__name__)
+
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\\": "\\\\"})
+_MEAS_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r"})
+_STR_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"\r"})
+
+
+# ---- line protocol ------------------------------------------------------------
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value (commas, equals signs, spaces; newlines made visible)."""
+    return value.translate(_TAG_ESCAPES)
+
+
+def quote_str(value: str) -> str:
+    """A string field value in double quotes. Newlines become the two characters ``\\n``."""
+    return '"' + value.translate(_STR_ESCAPES) + '"'
+
+
+def format_field(value: Any) -> str | None:
+    """One field value in line protocol, or None when it cannot be stored (None, NaN, inf)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return quote_str(base64.b64encode(value).decode("ascii"))
+    return quote_str(str(value))
+
+
+def make_line(measurement: str, tags: dict[str, Any], fields: dict[str, Any], timestamp: int) -> str | None:
+    """One point; tags sorted by key (InfluxDB's preferred order), empty tags and unstorable fields left out."""
+    tag_part = "".join(f",{escape_tag(k)}={escape_tag(str(v))}" for k, v in sorted(tags.items())
+                       if v is not None and str(v) != "")
+    field_parts = []
+    for k, v in fields.items():
+        text = format_field(v)
+        if text is not None:
+            field_parts.append(f"{escape_tag(k)}={text}")
+    if not field_parts:
+        return None
+    return f"{measurement.translate(_MEAS_ESCAPES)}{tag_part} {','.join(field_parts)} {int(timestamp)}"
+
+
+def window_label(window_ms: int) -> str:
+    """30000 -> '30s', 60000 -> '1m', 300000 -> '5m', 3600000 -> '1h' (the ``window`` tag)."""
+    for unit_ms, unit in ((3_600_000, "h"), (60_000, "m"), (1000, "s")):
+        if window_ms % unit_ms == 0:
+            return f"{window_ms // unit_ms}{unit}"
+    return f"{window_ms}ms"
+
+
+def _tag_column(key: str, values: np.ndarray) -> list[str]:
+    """',key=value' per row (escaped once per distinct value; '' where the value is empty)."""
+    uniq, inverse = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    parts = np.array([f",{key}={escape_tag(u)}" if u else "" for u in uniq], dtype=object)
+    return parts[inverse.ravel()].tolist()
+
+
+def _int_column(key: str, a: np.ndarray) -> list[str]:
+    return [f",{key}={v}i" for v in np.asarray(a, dtype=np.int64).tolist()]
+
+
+def _float_column(key: str, a: np.ndarray) -> list[str]:
+    """',key=1.5' per row, '' where the value is NaN or infinite."""
+    a = np.asarray(a, dtype=np.float64)
+    out = [f",{key}={v!r}" for v in a.tolist()]
+    for i in np.flatnonzero(~np.isfinite(a)).tolist():
+        out[i] = ""
+    return out
+
+
+FLOW_FLOAT_FIELDS = ("flow_veh_h", "occupancy_pct", "time_mean_speed_kmh", "space_mean_speed_kmh", "density_veh_km")
+
+
+def flow_lines(batch: FlowWindowBatch) -> list[str]:
+    """Line protocol for a flow window batch, ms precision, built column by column (the hot path).
+
+    Each column becomes a list of ready-made ``,key=value`` pieces ('' for a NaN
+    field or an empty tag); one ``"".join`` per row glues them together.
+    """
+    n = len(batch)
+    if n == 0:
+        return []
+    level = f",level={escape_tag(batch.level)},window={window_label(batch.window_ms)} "
+    cols: list[Iterable[str]] = [
+        itertools.repeat("flow", n),
+        _tag_column("corridor", batch.corridor), _tag_column("direction", batch.direction),
+        _tag_column("entity_id", batch.entity_id), itertools.repeat(level, n),
+        # the first field has no leading comma: vehicle_count is always present
+        [f"vehicle_count={v}i" for v in np.asarray(batch.vehicle_count, dtype=np.int64).tolist()],
+        _int_column("n_readings", batch.n_readings), _int_column("speed_band", batch.speed_band),
+    ]
+    cols.extend(_float_column(name, getattr(batch, name)) for name in FLOW_FLOAT_FIELDS)
+    if len(batch.travel_time_s) == n:
+        cols.append(_float_column("travel_time_s", batch.travel_time_s))
+    if len(batch.imputed) == n:
+        cols.append([",imputed=true" if v else ",imputed=false" for v in np.asarray(batch.imputed, bool).tolist()])
+    cols.append([f" {t}" for t in np.asarray(batch.window_start_ms, dtype=np.int64).tolist()])
+    return ["".join(parts) for parts in zip(*cols)]
+
+
+def incident_line(inc: Incident) -> str | None:
+    tags = {"incident_id": inc.incident_id, "corridor": inc.corridor, "direction": inc.direction,
+            "segment_id": inc.segment_id, "algorithm": inc.algorithm, "status": inc.status}
+    fields = {"location_km": float(inc.location_km), "severity": int(inc.severity),
+              "confidence": float(inc.confidence), "start_ms": int(inc.start_ms),
+              "cleared_ms": None if inc.cleared_ms is None else int(inc.cleared_ms)}
+    return make_line("incident", tags, fields, inc.event_ms)
+
+
+def alert_line(alert: Alert) -> str | None:
+    tags = {"subscription_id": alert.subscription_id, "kind": alert.kind, "corridor": alert.corridor,
+            "direction": alert.direction, "segment_id": alert.segment_id}
+    fields = {"alert_id": alert.alert_id, "message": alert.message,
+              "speed_band_from": alert.speed_band_from, "speed_band_to": alert.speed_band_to,
+              "incident_id": alert.incident_id,
+              "travel_time_now_s": None if alert.travel_time_now_s is None else float(alert.travel_time_now_s),
+              "travel_time_usual_s": None if alert.travel_time_usual_s is None else float(alert.travel_time_usual_s)}
+    return make_line("alert", tags, fields, alert.at_ms)
+
+
+def dead_letter_lines(letters: Iterable[DeadLetter]) -> list[str]:
+    """Dead letters at ns precision: at_ms * 1e6 + a deterministic offset keeps letters in one ms apart."""
+    lines: list[str] = []
+    seen: dict[tuple[int, int], int] = {}
+    for d in letters:
+        digest = zlib.crc32(f"{d.source}\x00{d.key}\x00{d.row}\x00".encode() + d.payload)
+        occurrence = seen.get((d.at_ms, digest), 0)
+        seen[(d.at_ms, digest)] = occurrence + 1
+        ts_ns = int(d.at_ms) * 1_000_000 + (digest + occurrence) % 1_000_000
+        line = make_line("dead_letter", {"reason": d.reason, "source": d.source},
+                         {"detail": d.detail, "key": d.key, "payload": base64.b64encode(d.payload).decode("ascii"),
+                          "row": d.row}, ts_ns)
+        if line is not None:
+            lines.append(line)
+    return lines
+
+
+HEALTH_TAGS = ("detector_id", "corridor", "direction", "status")
+
+
+def health_lines(rows: Iterable[dict]) -> list[str]:
+    """Detector health rows (stream.embedded.health_rows): tags as in the schema, the rest are fields."""
+    out = []
+    for row in rows:
+        tags = {k: row[k] for k in HEALTH_TAGS if k in row}
+        fields = {k: v for k, v in row.items() if k not in HEALTH_TAGS and k != "at_ms"}
+        line = make_line("detector_health", tags, fields, row["at_ms"])
+        if line is not None:
+            out.append(line)
+    return out
+
+
+# ---- the sink -------------------------------------------------------------------
+class WriteRejected(Exception):
+    """The server refused a batch as malformed (HTTP 400): retrying cannot help."""
+
+
+@dataclass
+class InfluxSinkStats:
+    """Counters in points (lines) unless named batches."""
+
+    points_written: int = 0
+    batches_written: int = 0
+    batches_failed: int = 0  # batches that failed every retry (then spooled)
+    retries: int = 0
+    spooled: int = 0  # points appended to the spool
+    replayed: int = 0  # points written back from the spool
+    batches_rejected: int = 0  # malformed batches kept in spool/rejected
+    points_rejected: int = 0
+
+
+_STOP = object()
+
+
+class InfluxSink:
+    """ResultSink writing to InfluxDB 2.x or 1.8+ (v2 compatibility API) through influxdb-client.
+
+    For InfluxDB 1.8+ the bucket is ``"database"`` or ``"database/retention_policy"``,
+    the token ``"user:password"`` (any string when auth is off) and the org is ignored.
+    """
+
+    def __init__(self, url: str, token: str, org: str, bucket: str, spool_dir: str | Path,
+                 batch_size: int = 5000, flush_interval_ms: int = 1000, gzip: bool = True,
+                 max_retries: int = 5, retry_interval_ms: int = 500, max_retry_delay_ms: int = 30_000,
+                 replay_interval_s: float = 30.0, timeout_ms: int = 10_000, max_pending_batches: int = 8) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.url, self.org, self.bucket = url, org or "-", bucket
+        self.batch_size = batch_size
+        self.flush_interval_ms = flush_interval_ms
+        self.max_retries = max_retries
+        self.retry_interval_ms = retry_interval_ms
+        self.max_retry_delay_ms = max_retry_delay_ms
+        self.replay_interval_s = replay_interval_s
+        self.stats = InfluxSinkStats()
+        self.spool = Spool(spool_dir)
+        self._client = InfluxDBClient(url=url, token=token or "-", org=self.org, timeout=timeout_ms,
+                                      enable_gzip=gzip, retries=False)
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._buffers: dict[str, list[str]] = {"ms": [], "ns": []}
+        self._buffer_since = time.monotonic()
+        self._lock = threading.Lock()  # buffers
+        self._io_lock = threading.Lock()  # one HTTP write or replay at a time; guards stats
+        self._inline_lock = threading.Lock()  # held while the writer thread flushes an old buffer itself
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending_batches)
+        self._last_replay = 0.0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="influx-sink", daemon=True)
+        self._thread.start()
+
+    # ---- ResultSink ------------------------------------------------------------
+    def write_flow(self, batch: FlowWindowBatch) -> None:
+        self._add("ms", flow_lines(batch))
+
+    def write_incidents(self, incidents: list[Incident]) -> None:
+        self._add("ms", [x for x in map(incident_line, incidents) if x is not None])
+
+    def write_alerts(self, alerts: list[Alert]) -> None:
+        self._add("ms", [x for x in map(alert_line, alerts) if x is not None])
+
+    def write_dead_letters(self, letters: list[DeadLetter]) -> None:
+        self._add("ns", dead_letter_lines(letters))
+
+    def write_health(self, rows: list[dict]) -> None:
+        self._add("ms", health_lines(rows))
+
+    def write_pipeline(self, component: str, at_ms: int, fields: dict) -> None:
+        line = make_line("pipeline", {"component": component}, fields, at_ms)
+        if line is not None:
+            self._add("ms", [line])
+
+    # ---- lifecycle -------------------------------------------------------------
+    def flush(self) -> None:
+        """Hand every buffered point to the writer and wait until each batch is written or spooled."""
+        self._check_open()
+        self._hand_over(force=True)
+        self._queue.join()
+        with self._inline_lock:  # a flush-interval hand-over the writer thread may be doing right now
+            pass
+
+    def replay_spool(self) -> int:
+        """Write spooled batches back now; returns points replayed (0 when the server still fails)."""
+        counted: list[int] = []
+
+        def post_counted(precision: str, lines: list[str]) -> None:
+            self._post(precision, lines)
+            counted.append(len(lines))
+
+        with self._io_lock:
+            try:
+                self.spool.replay(post_counted, self.batch_size)
+            except Exception as exc:  # the server is still down: keep the spool for later
+                log.warning("spool replay stopped, will retry later: %s", exc)
+            finally:
+                self._last_replay = time.monotonic()
+                # chunks written before a failure count too (their file is replayed again later,
+                # which overwrites the same points)
+                self.stats.replayed += sum(counted)
+                self.stats.points_written += sum(counted)
+        return sum(counted)
+
+    def close(self) -> None:
+        """Flush, try one last replay of the spool, stop the writer thread and the client."""
+        if self._closed:
+            return
+        self.flush()
+        self.replay_spool()
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._write_api.close()
+        self._client.close()
+
+    def __enter__(self) -> "InfluxSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- internals -------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("InfluxSink is closed")
+
+    def _add(self, precision: str, lines: list[str]) -> None:
+        self._check_open()
+        if not lines:
+            return
+        with self._lock:
+            buf = self._buffers[precision]
+            if not any(self._buffers.values()):
+                self._buffer_since = time.monotonic()
+            buf.extend(lines)
+            full = len(buf) >= self.batch_size
+        if full:
+            self._hand_over(force=False)
+
+    def _hand_over(self, force: bool) -> None:
+        """Move full batches (all, if force) from the buffers to the writer queue (blocks when it is full)."""
+        chunks: list[tuple[str, list[str]]] = []
+        with self._lock:
+            for precision, buf in self._buffers.items():
+                cut = len(buf) if force else len(buf) - len(buf) % self.batch_size
+                for i in range(0, cut, self.batch_size):
+                    chunks.append((precision, buf[i:min(i + self.batch_size, cut)]))
+                del buf[:cut]
+            self._buffer_since = time.monotonic()
+        for chunk in chunks:
+            self._queue.put(chunk)  # backpressure on the stream when the server is slow
+
+    def _run(self) -> None:
+        self.replay_spool()
+        tick_s = max(self.flush_interval_ms / 1000.0 / 2, 0.01)
+        while True:
+            try:
+                item = self._queue.get(timeout=tick_s)
+            except queue.Empty:
+                self._on_idle()
+                continue
+            try:
+                if item is _STOP:
+                    return
+                self._write_batch(*item)
+            except Exception:  # never let the writer die: the batch goes to the spool
+                log.exception("unexpected error writing a batch; spooling it")
+                self._spool(*item)
+            finally:
+                self._queue.task_done()
+
+    def _on_idle(self) -> None:
+        if self._closed:
+            return
+        if (time.monotonic() - self._buffer_since) * 1000 >= self.flush_interval_ms:
+            with self._lock:
+                pending = any(self._buffers.values())
+            if pending:
+                self._hand_over_nowait()
+        if time.monotonic() - self._last_replay >= self.replay_interval_s:
+            self.replay_spool()
+
+    def _hand_over_nowait(self) -> None:
+        """Flush-interval hand-over from the writer thread itself: write inline (it must not block on its queue)."""
+        with self._inline_lock:
+            chunks: list[tuple[str, list[str]]] = []
+            with self._lock:
+                for precision, buf in self._buffers.items():
+                    for i in range(0, len(buf), self.batch_size):
+                        chunks.append((precision, buf[i:i + self.batch_size]))
+                    buf.clear()
+                self._buffer_since = time.monotonic()
+            for chunk in chunks:
+                try:
+                    self._write_batch(*chunk)
+                except Exception:
+                    log.exception("unexpected error writing a batch; spooling it")
+                    self._spool(*chunk)
+
+    def _write_batch(self, precision: str, lines: list[str]) -> None:
+        """Write with retries and back-off; spool when every attempt failed."""
+        delay_ms = self.retry_interval_ms
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._io_lock:
+                    self._post(precision, lines)
+                    self.stats.points_written += len(lines)
+                    self.stats.batches_written += 1
+                return
+            except WriteRejected as exc:
+                path = self.spool.reject(precision, lines, str(exc))
+                self.stats.batches_rejected += 1
+                self.stats.points_rejected += len(lines)
+                log.error("InfluxDB rejected a batch of %s points as malformed; kept in %s: %s",
+                          len(lines), path, exc)
+                return
+            except Exception as exc:
+                if attempt == self.max_retries:
+                    log.warning("batch of %s points failed after %s retries (%s); spooling it",
+                                len(lines), self.max_retries, exc)
+                    break
+                self.stats.retries += 1
+                time.sleep(delay_ms / 1000.0)
+                delay_ms = min(delay_ms * 2, self.max_retry_delay_ms)
+        self.stats.batches_failed += 1
+        self._spool(precision, lines)
+
+    def _spool(self, precision: str, lines: list[str]) -> None:
+        self.spool.append(precision, lines)
+        self.stats.spooled += len(lines)
+
+    def _post(self, precision: str, lines: list[str]) -> None:
+        """One synchronous HTTP write; raises on any failure (WriteRejected for HTTP 400)."""
+        from influxdb_client.rest import ApiException
+
+        body = ("\n".join(lines)).encode("utf-8")
+        try:
+            self._write_api.write(bucket=self.bucket, org=self.org, record=body, write_precision=precision)
+        except ApiException as exc:
+            if exc.status == 400:
+                raise WriteRejected(f"HTTP 400: {exc.body!r}"[:2000]) from exc
+            raise
