@@ -148,7 +148,7 @@ def flow_lines(batch: FlowWindowBatch) -> list[str]:
     if len(batch.imputed) == n:
         cols.append([",imputed=true" if v else ",imputed=false" for v in np.asarray(batch.imputed, bool).tolist()])
     cols.append([f" {t}" for t in np.asarray(batch.window_start_ms, dtype=np.int64).tolist()])
-    return ["".join(parts) for parts in zip(*cols)]
+    return ["".join(parts) for parts in zip(*cols, strict=True)]
 
 
 def incident_line(inc: Incident) -> str | None:
