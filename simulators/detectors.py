@@ -1,7 +1,8 @@
 """Loop-detector readings synthesised from the CTM cells the detectors sit in.
 
 Every lane of every station has a detector. Per interval it reports a vehicle
-count (Poisson around the cell's flow times the lane's share), an occupancy
+count (binomial over 1.2 s headway slots around the cell's flow times the
+lane's share: Poisson-like at low flow, regular near capacity), an occupancy
 (each counted vehicle covers the loop for g / v seconds; a stopped queue keeps
 it covered even with no count) and a time-mean speed (the cell's q / k with a
 lane offset and noise, NaN when nothing passed). Lane shares shift with flow:
@@ -21,6 +22,7 @@ from simulators.fundamental import CAPACITY_VEH_H_LANE, EFFECTIVE_LENGTH_M, JAM_
 LANE_SPEED_SPREAD = 0.07  # fast lane this much above the cell speed, shoulder lane this much below
 LANE_LENGTH_SPREAD = 0.06  # shoulder lane vehicles (trucks) this much longer, fast lane shorter
 JAM_SPEED_KMH = 15.0  # below this a lane with no count is a standing queue over the loop
+MIN_HEADWAY_S = 1.2  # at most one vehicle per lane per this many seconds
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ def synthesize_readings(flow_veh_h: np.ndarray, density_veh_km: np.ndarray, det:
         speed = lane_speed.copy()
         length = g
     else:
-        count = rng.poisson(expected)
+        # at most one vehicle per headway slot: Poisson-like at low flow, more regular near capacity
+        slots = int(interval_s // MIN_HEADWAY_S)
+        count = rng.binomial(slots, np.minimum(expected / slots, 1.0))
         vehicles = count
         spread = lane_speed * (0.03 + 0.1 / np.sqrt(np.maximum(count, 1)))
         speed = np.clip(lane_speed + spread * rng.standard_normal(len(q)), 1.0, 140.0)
