@@ -324,6 +324,7 @@ class InfluxSink:
         self._thread.join()
         self._write_api.close()
         self._client.close()
+        self.spool.close()
 
     def __enter__(self) -> "InfluxSink":
         return self

@@ -117,11 +117,17 @@ def test_spool_replays_in_order_ignores_a_torn_line_and_keeps_failed_files(tmp_p
     assert read_lines(rejected) == ["bad line"]
 
 
-def test_spool_recovers_files_of_a_dead_process(tmp_path: Path):
-    orphan = tmp_path / "ms.999999999.abc.lp.open"  # a pid that cannot exist
+def test_spool_replays_orphans_of_dead_writers_but_not_live_segments(tmp_path: Path):
+    orphan = tmp_path / "ms.deadbeef.lp.open"  # left by a writer that died: nobody holds its lock
     orphan.write_text("x 1\n")
-    Spool(tmp_path)
-    assert not orphan.exists() and (tmp_path / "ms.999999999.abc.lp").exists()
+    live_writer = Spool(tmp_path)  # another process (or container on a shared volume), still running
+    live_writer.append("ms", ["y 2"])
+    got: list[str] = []
+    assert Spool(tmp_path).replay(lambda p, lines: got.extend(lines)) == 1
+    assert got == ["x 1"] and not orphan.exists()
+    live_writer.close()  # seals its segment: now anyone may replay it
+    assert Spool(tmp_path).replay(lambda p, lines: got.extend(lines)) == 1
+    assert got == ["x 1", "y 2"]
 
 
 # ---- real InfluxDB -------------------------------------------------------------------
