@@ -103,8 +103,12 @@ class KafkaProducer:
 
     # ---- Producer protocol ---------------------------------------------------
     def produce(self, topic: str, value: bytes, key: bytes | str | None = None, timestamp_ms: int | None = None,
-                headers: dict[str, bytes] | None = None) -> None:
-        """Queue one message; waits (serving delivery reports) while librdkafka's queue is full."""
+                headers: dict[str, bytes] | None = None, partition: int | None = None) -> None:
+        """Queue one message; waits (serving delivery reports) while librdkafka's queue is full.
+
+        ``partition`` (an extension of the bus protocol) bypasses the key's partition,
+        e.g. for end-of-stream markers sent to every partition.
+        """
         if self.raise_on_error:
             self._raise_new_failures()
         kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
@@ -114,6 +118,8 @@ class KafkaProducer:
             kwargs["timestamp"] = int(timestamp_ms)
         if headers:
             kwargs["headers"] = list(headers.items())
+        if partition is not None:
+            kwargs["partition"] = int(partition)
         name = topic_name(self.topic_prefix, topic)
         while True:
             try:

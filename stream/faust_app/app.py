@@ -1,0 +1,296 @@
+"""The faust runtime: two agents around the same core stages as the embedded runtime.
+
+- ``station_agent`` consumes ``readings`` (key = station id) in batches
+  (``take_events``), validates them (bad rows -> ``dead_letters`` with their
+  reason), runs one :class:`StationPartition` per partition, publishes lane and
+  station windows to ``flow_windows`` and forwards station windows to the
+  internal ``station_windows`` topic keyed (and partitioned, CRC-32) by roadway.
+- ``corridor_agent`` consumes ``station_windows`` and runs one
+  :class:`CorridorPartition` per partition: segment windows to ``flow_windows``,
+  incident events to ``incidents``, commuter alerts to ``alerts``.
+
+State: after every batch, each touched partition's whole state is written to a
+faust Table (memory store, compacted changelog) under the key ``p<partition>``
+and into that same partition of the changelog, so faust's recovery gives the
+partition's next owner exactly that snapshot. Outputs of a batch are awaited
+(delivered) before its snapshot is written; the snapshot carries the input
+offset, so at-least-once redelivery never double-counts (see ``state.py``).
+
+End of stream: a message with header ``eos`` (the end time, ms) on every
+readings partition flushes that partition's windows and is forwarded to every
+station_windows partition; a corridor partition that has the marker from every
+source closes its open incidents -- what ``EmbeddedPipeline.finish`` does.
+
+faust traps handled here: Table writes inside ``take_events`` batches would go
+to the partition of whatever event faust considers current, so the changelog
+partition is passed explicitly (``Table.send_changelog``); producers compress
+with lz4, which aiokafka decodes through cramjam (a declared dependency).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from models.network import Network
+from models.records import FlowWindowBatch
+from models.wire import decode_flow_windows, encode_flow_windows, encode_record
+from stream.core.pipeline import PipelineConfig, _take
+from stream.embedded import ResultSink, health_rows
+from stream.faust_app.state import (
+    WM_NONE,
+    CorridorPartition,
+    CorridorResult,
+    InMessage,
+    StationPartition,
+    StationResult,
+    partition_of,
+    roadway_key,
+)
+
+log = logging.getLogger(__name__)
+
+EOS_KEY = b"__eos__"
+WM_KEY = b"__wm__"
+_OFFSET = struct.Struct(">q")  # table values: 8-byte offset, then the snapshot
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker connects and batches; one frozen object built by the CLI."""
+
+    broker_url: str = "kafka://127.0.0.1:9092"
+    app_id: str = "roadpulse"
+    topic_prefix: str = "roadpulse."
+    partitions: int = 4
+    web_port: int = 6066
+    web_enabled: bool = True
+    data_dir: Path = Path("out/faust")
+    batch_max: int = 10_000
+    batch_within_s: float = 0.25
+    standby_replicas: int = 1
+    stats_interval_s: float = 0.0  # > 0: log throughput every so often
+
+
+class FaustRuntime:
+    """Holds the per-partition states, the topics, the tables and the sink of one worker."""
+
+    def __init__(self, config: WorkerConfig, network: Network, pipeline_config: PipelineConfig,
+                 sink: ResultSink | None = None) -> None:
+        self.config = config
+        self.network = network
+        self.pipeline_config = pipeline_config
+        self.sink = sink
+        self._stations: dict[int, tuple[StationPartition, int]] = {}
+        self._corridors: dict[int, tuple[CorridorPartition, int]] = {}
+        self.counters: dict[str, int] = defaultdict(int)
+        self.app = self._build_app()
+
+    # ---- app -------------------------------------------------------------------
+    def _build_app(self) -> faust.App:
+        c = self.config
+        app = faust.App(
+            c.app_id, broker=c.broker_url, store="memory://", topic_partitions=c.partitions,
+            value_serializer="raw", key_serializer="raw", datadir=str(c.data_dir), web_port=c.web_port,
+            web_enabled=c.web_enabled, table_standby_replicas=c.standby_replicas,
+            consumer_auto_offset_reset="earliest", producer_max_request_size=8_000_000,
+            producer_compression_type="lz4", producer_acks=-1, stream_buffer_maxsize=65_536,
+            consumer_max_fetch_size=8 * 1024 * 1024, broker_max_poll_records=20_000, topic_disable_leader=True,
+        )
+        p = c.topic_prefix
+
+        def topic(name: str) -> Any:
+            return app.topic(p + name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw", partitions=c.partitions, internal=False)
+
+        self.readings = topic("readings")
+        self.station_windows = topic("station_windows")
+        self.flow_windows = topic("flow_windows")
+        self.incidents = topic("incidents")
+        self.alerts = topic("alerts")
+        self.dead_letters = topic("dead_letters")
+        table_opts = dict(key_type=bytes, value_type=bytes,  # bytes -> "raw" serializers
+                          partitions=c.partitions, extra_topic_configs={"max.message.bytes": "8000000"})
+        self.station_table = app.Table("station-state", **table_opts)
+        self.corridor_table = app.Table("corridor-state", **table_opts)
+
+        @app.agent(self.readings, name="station_agent")
+        async def station_agent(stream: Any) -> None:
+            async for events in stream.take_events(c.batch_max, within=c.batch_within_s):
+                await self.handle_readings(events)
+
+        @app.agent(self.station_windows, name="corridor_agent")
+        async def corridor_agent(stream: Any) -> None:
+            async for events in stream.take_events(c.batch_max, within=c.batch_within_s):
+                await self.handle_station_windows(events)
+
+        @app.on_before_shutdown.connect
+        async def _close_sink(app: faust.App, **_: Any) -> None:
+            if self.sink is not None and hasattr(self.sink, "close"):
+                self.sink.close()
+
+        return app
+
+    # ---- state from / to the tables ---------------------------------------------
+    def _load(self, table: Any, cache: dict, partition: int, build: Any) -> Any:
+        blob = table.data.get(b"p%d" % partition)
+        stored = -2 if blob is None else _OFFSET.unpack_from(blob)[0]
+        cached = cache.get(partition)
+        if cached is not None and cached[1] == stored:
+            return cached[0]
+        state = build(None if blob is None else blob[_OFFSET.size:])
+        cache[partition] = (state, state.offset)
+        if blob is not None:
+            log.info("partition %d: state restored from %s at offset %d", partition, table.name, state.offset)
+        return state
+
+    async def _save(self, table: Any, cache: dict, partition: int, state: Any) -> None:
+        blob = _OFFSET.pack(state.offset) + state.snapshot()
+        key = b"p%d" % partition
+        table.data[key] = blob
+        cache[partition] = (state, state.offset)
+        await table.send_changelog(partition, key, blob)
+        self.counters["snapshot_bytes"] += len(blob)
+
+    def station_state(self, partition: int) -> StationPartition:
+        return self._load(self.station_table, self._stations, partition,
+                          lambda blob: StationPartition(self.network, self.pipeline_config, partition,
+                                                        self.config.partitions, blob))
+
+    def corridor_state(self, partition: int) -> CorridorPartition:
+        return self._load(self.corridor_table, self._corridors, partition,
+                          lambda blob: CorridorPartition(self.network, self.pipeline_config, partition,
+                                                         self.config.partitions, self.config.partitions, blob))
+
+    # ---- agent bodies ---------------------------------------------------------------
+    async def handle_readings(self, events: list[Any]) -> None:
+        for partition, msgs in _by_partition(events).items():
+            state = self.station_state(partition)
+            result = state.process(msgs)
+            if result.skipped:
+                self.counters["redelivered_skipped"] += result.skipped
+            if len(msgs) == result.skipped:
+                continue
+            await self._emit_station(partition, state, result)
+            await self._save(self.station_table, self._stations, partition, state)
+            self.counters["readings_in"] += result.readings_in
+            self.counters["messages_in"] += result.messages_in
+
+    async def handle_station_windows(self, events: list[Any]) -> None:
+        for partition, msgs in _by_partition(events).items():
+            state = self.corridor_state(partition)
+            markers = (EOS_KEY.decode(), WM_KEY.decode())
+            decoded = [(m, None if m.key in markers else decode_flow_windows(m.value)) for m in msgs]
+            result = state.process(decoded)
+            if len(msgs) == result.skipped:
+                continue
+            await self._emit_corridor(result)
+            await self._save(self.corridor_table, self._corridors, partition, state)
+
+    # ---- outputs ------------------------------------------------------------------------
+    async def _emit_station(self, partition: int, state: StationPartition, result: StationResult) -> None:
+        closed_ns = str(time.time_ns()).encode()
+        futs = []
+        for batch in result.lanes + result.stations:
+            futs.append(await self._send_flow(batch, closed_ns))
+        for stations in result.stations:
+            keys = [roadway_key(c, d) for c, d in zip(stations.corridor, stations.direction, strict=True)]
+            for key in sorted(set(keys)):
+                mask = [k == key for k in keys]
+                part = stations if all(mask) else _take(stations, _mask(mask))
+                futs.append(await self.station_windows.send(
+                    key=key.encode(), value=encode_flow_windows(part),
+                    partition=partition_of(key, self.config.partitions),
+                    headers={"src": str(partition).encode()}, timestamp=int(part.window_start_ms[0]) / 1000))
+        for d in result.dead_letters:
+            futs.append(await self.dead_letters.send(key=d.reason.encode(), value=encode_record(d),
+                                                     timestamp=d.at_ms / 1000))
+        wm = state.output_watermark_ms
+        if result.eos_at_ms is None and wm > WM_NONE:
+            for q in range(self.config.partitions):  # after this batch's windows, on the same partitions
+                futs.append(await self.station_windows.send(
+                    key=WM_KEY, value=b"", partition=q,
+                    headers={"src": str(partition).encode(), "wm": str(wm).encode()}))
+        if result.eos_at_ms is not None:
+            for q in range(self.config.partitions):
+                futs.append(await self.station_windows.send(
+                    key=EOS_KEY, value=b"", partition=q,
+                    headers={"src": str(partition).encode(), "eos": str(result.eos_at_ms).encode()}))
+        if futs:
+            await asyncio.gather(*futs)
+        if self.sink is not None:
+            for batch in result.lanes + result.stations:
+                self.sink.write_flow(batch)
+            if result.dead_letters:
+                self.sink.write_dead_letters(result.dead_letters)
+            for h in result.health_reports:
+                rows = health_rows(h["report"], h["at_ms"], self.network)
+                owned = state.owned_detectors
+                self.sink.write_health([r for r, o in zip(rows, owned, strict=True) if o])
+            if result.eos_at_ms is not None and hasattr(self.sink, "flush"):
+                self.sink.flush()
+
+    async def _emit_corridor(self, result: CorridorResult) -> None:
+        closed_ns = str(time.time_ns()).encode()
+        futs = [await self._send_flow(seg, closed_ns) for seg in result.segments]
+        for inc in result.incidents:
+            futs.append(await self.incidents.send(key=roadway_key(inc.corridor, inc.direction).encode(),
+                                                  value=encode_record(inc), timestamp=inc.event_ms / 1000))
+        for alert in result.alerts:
+            futs.append(await self.alerts.send(key=alert.subscription_id.encode(), value=encode_record(alert),
+                                               timestamp=alert.at_ms / 1000))
+        if futs:
+            await asyncio.gather(*futs)
+        if self.sink is not None:
+            for seg in result.segments:
+                self.sink.write_flow(seg)
+            if result.incidents:
+                self.sink.write_incidents(result.incidents)
+            if result.alerts:
+                self.sink.write_alerts(result.alerts)
+            if result.finished_at_ms is not None and hasattr(self.sink, "flush"):
+                self.sink.flush()
+
+    async def _send_flow(self, batch: FlowWindowBatch, closed_ns: bytes) -> Any:
+        return await self.flow_windows.send(key=batch.level.encode(), value=encode_flow_windows(batch),
+                                            headers={"closed_ns": closed_ns},
+                                            timestamp=int(batch.window_start_ms[0]) / 1000)
+
+
+def _mask(values: list[bool]) -> Any:
+    import numpy as np
+
+    return np.asarray(values, dtype=bool)
+
+
+def _by_partition(events: list[Any]) -> dict[int, list[InMessage]]:
+    out: dict[int, list[InMessage]] = defaultdict(list)
+    for ev in events:
+        m = ev.message
+        key = m.key.decode("utf-8", errors="replace") if isinstance(m.key, bytes) else m.key
+        headers = {k: bytes(v) for k, v in (m.headers or [])} if not isinstance(m.headers, dict) else dict(m.headers)
+        out[m.partition].append(InMessage(m.offset, key, m.value, int(round(m.timestamp * 1000)), headers))
+    for msgs in out.values():
+        msgs.sort(key=lambda x: x.offset)
+    return out
+
+
+def build_runtime(config: WorkerConfig, network: Network, pipeline_config: PipelineConfig,
+                  sink: ResultSink | None = None) -> FaustRuntime:
+    """A faust app (in ``.app``) running the roadpulse agents; start it with :func:`run_worker`."""
+    return FaustRuntime(config, network, pipeline_config, sink)
+
+
+def run_worker(runtime: FaustRuntime, loglevel: str = "warning") -> None:
+    """Run the worker in this process until it is stopped (SIGTERM/SIGINT)."""
+    from faust import Worker
+
+    runtime.config.data_dir.mkdir(parents=True, exist_ok=True)
+    Worker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
