@@ -16,6 +16,7 @@ drops and incidents are just lower capacity in a cell.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -55,6 +56,19 @@ class CellLayout:
     def ramp_roadway(self) -> np.ndarray:
         return self.roadway_idx[self.ramp_cell]
 
+    @cached_property
+    def through_share(self) -> np.ndarray:
+        """1 - beta: share of a cell's outflow that stays on the mainline."""
+        return 1.0 - self.off_split
+
+    @cached_property
+    def inverse_through_share(self) -> np.ndarray:
+        return 1.0 / self.through_share
+
+    @cached_property
+    def inverse_free_flow(self) -> np.ndarray:
+        return 1.0 / self.free_flow_kmh
+
 
 def build_layout(network: Network, step_s: float = 5.0,
                  capacity_veh_h_lane: float = CAPACITY_VEH_H_LANE,
@@ -81,7 +95,7 @@ def build_layout(network: Network, step_s: float = 5.0,
             if ramp.kind == "on":
                 on[c] += ramp.share
             else:
-                beta[c] = 1.0 - (1.0 - beta[c]) * (1.0 - min(max(ramp.share, 0.0), 0.95))
+                beta[c] = 1.0 - (1.0 - beta[c]) * (1.0 - min(max(ramp.share, 0.0), 0.9))
         station_cell.append(offset + np.clip(np.floor((kms - kms[0]) / cell_km + 1e-9).astype(np.int64), 0, n - 1))
         idx = np.flatnonzero(on > 0)
         ramp_cell.append(offset + idx)
@@ -141,26 +155,25 @@ def ctm_step(density_veh_km: np.ndarray, capacity_veh_h: np.ndarray, layout: Cel
     cell) are what the virtual queues could send this step.
     """
     k = density_veh_km
-    vf = layout.free_flow_kmh
-    send = np.minimum(vf * k, capacity_veh_h)
+    send = np.minimum(layout.free_flow_kmh * k, capacity_veh_h)
     supply = np.minimum(capacity_veh_h, np.maximum(layout.wave_speed_kmh * (layout.jam_density_veh_km - k), 0.0))
-    beta = layout.off_split
     main_demand = np.empty_like(send)
-    main_demand[1:] = send[:-1] * (1.0 - beta[:-1])
+    np.multiply(send[:-1], layout.through_share[:-1], out=main_demand[1:])
     main_demand[layout.first_cell] = entry_demand_veh_h
-    ramp_demand = np.zeros_like(send)
-    ramp_demand[layout.ramp_cell] = ramp_demand_veh_h
-    congested = main_demand + ramp_demand > supply
-    ramp_flow = np.where(congested,
-                         np.minimum(ramp_demand, np.maximum(layout.merge_priority * supply, supply - main_demand)),
-                         ramp_demand)
-    main_flow = np.where(congested, np.minimum(supply - ramp_flow, main_demand), main_demand)
-    # share of the upstream cell's demand that the merge let through (FIFO: the off-ramp share waits too)
-    passed = np.divide(main_flow, main_demand, out=np.ones_like(send), where=main_demand > 0)
-    next_passed = np.empty_like(send)
-    next_passed[:-1] = passed[1:]
-    next_passed[layout.is_last] = 1.0
-    out = send * next_passed
+    main_flow = np.minimum(main_demand, supply)
+    # merges: mainline and on-ramp share the supply; the ramp is sure of its priority share
+    rc = layout.ramp_cell
+    s_rc, d_rc = supply[rc], main_demand[rc]
+    congested = d_rc + ramp_demand_veh_h > s_rc
+    ramp_flow = np.where(congested, np.minimum(ramp_demand_veh_h, np.maximum(layout.merge_priority[rc] * s_rc,
+                                                                             s_rc - d_rc)), ramp_demand_veh_h)
+    main_flow[rc] = np.where(congested, np.minimum(s_rc - ramp_flow, d_rc), d_rc)
+    # FIFO diverge: what crossed into the next cell was (1 - beta) of this cell's outflow
+    out = np.empty_like(send)
+    np.multiply(main_flow[1:], layout.inverse_through_share[:-1], out=out[:-1])
+    out[layout.last_cell] = send[layout.last_cell]
+    inflow = main_flow.copy()
+    inflow[rc] += ramp_flow
     # L = vf dt, so dt / L = 1 / vf
-    new_k = k + (main_flow + ramp_flow - out) / vf
-    return new_k, StepFlows(main_flow, ramp_flow[layout.ramp_cell], out, out * beta)
+    new_k = k + (inflow - out) * layout.inverse_free_flow
+    return new_k, StepFlows(main_flow, ramp_flow, out, out * layout.off_split)

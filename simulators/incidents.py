@@ -114,6 +114,7 @@ class IncidentSchedule:
             self._factors.append(open_lanes / lanes * (1.0 - rubbernecking))
             self._blocked_detectors.append(self._detectors_of_blocked_lanes(network, t))
         self._active_key: tuple[int, ...] | None = None
+        self._valid = (0, -1)  # [from, until) in which the active set is known not to change
         self._capacity = self._base_capacity
         self._lane_factor: np.ndarray | None = None
         self._n_detectors = network.n_detectors
@@ -134,6 +135,10 @@ class IncidentSchedule:
         return list(self._truths)
 
     def _update(self, t_ms: int) -> None:
+        if self._valid[0] <= t_ms < self._valid[1]:
+            return  # no incident starts or ends in between: same active set
+        edges = np.array([e for t in self._truths for e in (t.start_ms, t.end_ms)], dtype=np.int64)
+        self._valid = (int(edges[edges <= t_ms].max(initial=-2**62)), int(edges[edges > t_ms].min(initial=2**62)))
         key = tuple(i for i, t in enumerate(self._truths) if t.start_ms <= t_ms < t.end_ms)
         if key == self._active_key:
             return

@@ -142,12 +142,18 @@ class TrafficSimulator:
         factor = 1.0 + self._demand_noise
         return np.maximum(entry * factor, 0.0), np.maximum(ramp * factor[self.layout.ramp_roadway], 0.0)
 
-    def _step(self, t_ms: int, entry_rate: np.ndarray, ramp_rate: np.ndarray) -> None:
+    def _interval(self, t0: int, entry: np.ndarray, ramp: np.ndarray) -> None:
+        """The CTM steps of one detector interval (arrival rates are constant over it)."""
+        self.vehicles_entered += (entry.sum() + ramp.sum()) * self._dt_h * self.steps_per_interval
+        entry_step, ramp_step = entry * self._dt_h, ramp * self._dt_h
+        for s in range(self.steps_per_interval):
+            self._step(t0 + s * self.step_ms, entry_step, ramp_step)
+
+    def _step(self, t_ms: int, entry_veh: np.ndarray, ramp_veh: np.ndarray) -> None:
         dt_h = self._dt_h
         layout = self.layout
-        self._entry_queue += entry_rate * dt_h
-        self._ramp_queue += ramp_rate * dt_h
-        self.vehicles_entered += (entry_rate.sum() + ramp_rate.sum()) * dt_h
+        self._entry_queue += entry_veh
+        self._ramp_queue += ramp_veh
         self._capacity = self.incidents.capacity_veh_h(t_ms)
         entry_demand = np.maximum(self._entry_queue, 0.0) / dt_h
         ramp_demand = np.minimum(np.maximum(self._ramp_queue, 0.0) / dt_h, RAMP_CAPACITY_VEH_H)
@@ -165,9 +171,7 @@ class TrafficSimulator:
     def _warm_up(self, warmup_ms: int) -> None:
         t = self.start_ms - (warmup_ms // self.interval_ms) * self.interval_ms
         while t < self.start_ms:
-            entry, ramp = self._rates(t)
-            for s in range(self.steps_per_interval):
-                self._step(t + s * self.step_ms, entry, ramp)
+            self._interval(t, *self._rates(t))
             t += self.interval_ms
         self._acc_k[:] = 0.0
         self._acc_q[:] = 0.0
@@ -177,11 +181,9 @@ class TrafficSimulator:
         if self._index >= self.n_intervals:
             return None
         t0 = self.now_ms
-        entry, ramp = self._rates(t0)
         self._acc_k[:] = 0.0
         self._acc_q[:] = 0.0
-        for s in range(self.steps_per_interval):
-            self._step(t0 + s * self.step_ms, entry, ramp)
+        self._interval(t0, *self._rates(t0))
         cells = self.detectors.cell
         n_steps = self.steps_per_interval
         count, occ, speed = synthesize_readings(

@@ -8,25 +8,20 @@ from models.records import ReadingBatch
 
 
 class StationSplitter:
-    """Maps detector ids to stations with one sort, then splits batches by station boundaries."""
+    """Maps detector ids to stations, sorts rows by station once, and splits at the boundaries."""
 
     def __init__(self, network: Network) -> None:
         self._network = network
-        ids = np.asarray(network.detector_ids, dtype=str)
-        self._order = np.argsort(ids, kind="stable")
-        self._sorted_ids = ids[self._order]
         self._station_ids = [s.station_id for s in network.stations]
 
     def station_index(self, detector_id: np.ndarray) -> np.ndarray:
         """Station index (network order) of each detector id; ValueError on an unknown id."""
         if detector_id is self._network.detector_ids:
             return self._network.detector_station_idx
-        ids = np.asarray(detector_id, dtype=str)
-        pos = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
-        known = self._sorted_ids[pos] == ids
-        if not known.all():
-            raise ValueError(f"unknown detector ids, e.g. {ids[~known][:3].tolist()}")
-        return self._network.detector_station_idx[self._order[pos]]
+        numbers = self._network.detector_numbers(detector_id)
+        if (numbers < 0).any():
+            raise ValueError(f"unknown detector ids, e.g. {np.asarray(detector_id)[numbers < 0][:3].tolist()}")
+        return self._network.detector_station_idx[numbers]
 
     def split(self, batch: ReadingBatch) -> list[tuple[str, ReadingBatch]]:
         """(station_id, that station's rows) for every station present, in network order."""

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from models.records import ReadingBatch
 from models.singapore import singapore_network
 from simulators import DEFAULT_START_MS, SimulationConfig, TrafficSimulator, split_by_station
 
@@ -146,3 +147,11 @@ def test_split_by_station_groups_rows_per_station(net):
     by_id = dict(zip(shuffled.detector_id, shuffled.vehicle_count, strict=True))
     for _, p in split_by_station(shuffled, net):
         assert [by_id[d] for d in p.detector_id] == list(p.vehicle_count)
+
+
+def test_split_by_station_refuses_unknown_detectors(net):
+    batch = ReadingBatch.from_columns(detector_id=["PIE-E-000-L1", "NOPE-L1"], interval_start_ms=[0, 0],
+                                      interval_ms=[30_000] * 2, vehicle_count=[1, 1], occupancy_pct=[1.0, 1.0],
+                                      speed_kmh=[80.0, 80.0])
+    with pytest.raises(ValueError, match="NOPE"):
+        split_by_station(batch, net)
