@@ -13,15 +13,14 @@ UNKNOWN_BAND = 0
 
 
 def speed_band(speed_kmh: np.ndarray) -> np.ndarray:
-    """int8 LTA band 1..8 per speed, 0 for NaN; negative speeds fall in band 1."""
+    """int8 LTA band 1..8 per speed, 0 for NaN; negative speeds fall in band 1, +inf in band 8."""
     speed = np.asarray(speed_kmh, dtype=np.float64)
-    known = np.isfinite(speed) | (speed == np.inf)
-    with np.errstate(invalid="ignore"):
-        band = np.floor(np.where(known, speed, 0.0) / BAND_WIDTH_KMH) + 1
-    band = np.clip(np.nan_to_num(band, posinf=MAX_BAND), 1, MAX_BAND).astype(np.int8)
-    band[~known] = UNKNOWN_BAND
-    return band
-
+    band = speed / BAND_WIDTH_KMH  # division, not * 0.1: exact at the band edges
+    np.floor(band, out=band)
+    band += 1
+    np.clip(band, 1, MAX_BAND, out=band)
+    band[np.isnan(band)] = UNKNOWN_BAND
+    return band.astype(np.int8)
 
 def band_range_kmh(band: int) -> tuple[float, float]:
     """Lower (inclusive) and upper (exclusive) speed of a band; band 8 is open-ended."""

@@ -59,6 +59,8 @@ def network_index(network: Network) -> NetworkIndex:
     if hit is not None and hit[0]() is network:
         return hit[1]
     index = _build_index(network)
+    for value in vars(index).values():
+        value.flags.writeable = False  # shared with the batches built from it
     _INDEX_CACHE[id(network)] = (weakref.ref(network), index)
     return index
 
@@ -85,11 +87,11 @@ def _build_index(network: Network) -> NetworkIndex:
         return np.array([r[i] for r in rows], dtype=dtype)
 
     return NetworkIndex(
-        detector_id=network.detector_ids,
+        detector_id=network.detector_ids.copy(),
         detector_corridor=np.array([s.corridor for s in stations], dtype=object)[st_station],
         detector_direction=np.array([s.direction for s in stations], dtype=object)[st_station],
-        detector_station=st_station,
-        detector_lane=network.detector_lane,
+        detector_station=st_station.copy(),
+        detector_lane=network.detector_lane.copy(),
         station_id=np.array([s.station_id for s in stations], dtype=object),
         station_corridor=np.array([s.corridor for s in stations], dtype=object),
         station_direction=np.array([s.direction for s in stations], dtype=object),
@@ -111,8 +113,8 @@ def _build_index(network: Network) -> NetworkIndex:
 # ---- elementary formulas --------------------------------------------------
 def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, NaN where den is 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    return np.divide(num, den, out=out, where=den != 0)
 
 
 def density_veh_km(flow_veh_h: np.ndarray, space_mean_speed_kmh: np.ndarray, occupancy_pct: np.ndarray) -> np.ndarray:
@@ -123,10 +125,11 @@ def density_veh_km(flow_veh_h: np.ndarray, space_mean_speed_kmh: np.ndarray, occ
     return np.where(ok, from_speed, from_occ)
 
 
-def _repeat(value: object, n: int) -> np.ndarray:
-    out = np.empty(n, dtype=object)
-    out[:] = value
-    return out
+def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """values[index]; the (read-only) array itself when index selects all of it in order."""
+    if len(index) == len(values) and (len(index) == 0 or (index[0] == 0 and index[-1] == len(values) - 1)):
+        return values  # index is sorted and unique (detector numbers of a closed window): it is arange
+    return values[index]
 
 
 # ---- lane -----------------------------------------------------------------
@@ -140,8 +143,8 @@ def lane_metrics(closed: ClosedWindow, network: Network) -> FlowWindowBatch:
     tms = _divide(closed.speed_weighted_sum, closed.speed_count.astype(np.float64))
     sms = _divide(closed.speed_count.astype(np.float64), closed.inverse_speed_sum)
     return FlowWindowBatch(
-        level="lane", window_ms=closed.length_ms, entity_id=idx.detector_id[det],
-        corridor=idx.detector_corridor[det], direction=idx.detector_direction[det],
+        level="lane", window_ms=closed.length_ms, entity_id=_take(idx.detector_id, det),
+        corridor=_take(idx.detector_corridor, det), direction=_take(idx.detector_direction, det),
         window_start_ms=np.full(n, closed.window_start_ms, dtype=np.int64),
         vehicle_count=closed.vehicle_count.astype(np.int64), flow_veh_h=flow, occupancy_pct=occ,
         time_mean_speed_kmh=tms, space_mean_speed_kmh=sms, density_veh_km=density_veh_km(flow, sms, occ),
@@ -150,16 +153,13 @@ def lane_metrics(closed: ClosedWindow, network: Network) -> FlowWindowBatch:
 
 
 # ---- station --------------------------------------------------------------
-def _group_sums(key: np.ndarray, columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Unique keys (sorted) and per-key sums of each column (NaN-free columns expected)."""
-    if len(key) and not np.all(key[1:] >= key[:-1]):
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        columns = [c[order] for c in columns]
-    if len(key) == 0:
-        return key, [c[:0] for c in columns]
-    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
-    return key[starts], [np.add.reduceat(c, starts) for c in columns]
+def _group_sums(key: np.ndarray, n_keys: int, columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Keys in ``[0, n_keys)`` that occur (sorted) and per-key sums of each column (NaN-free columns)."""
+    if n_keys > 8 * len(key) + 4096:  # sparse keys (windows far apart): renumber them first
+        present, inverse = np.unique(key, return_inverse=True)
+        return present, [np.bincount(inverse, weights=c, minlength=len(present)) for c in columns]
+    present = np.flatnonzero(np.bincount(key, minlength=n_keys))
+    return present, [np.bincount(key, weights=c, minlength=n_keys)[present] for c in columns]
 
 
 def station_metrics(closed: ClosedWindow | FlowWindowBatch, network: Network) -> FlowWindowBatch:
@@ -173,12 +173,18 @@ def station_metrics(closed: ClosedWindow | FlowWindowBatch, network: Network) ->
     """
     idx = network_index(network)
     if isinstance(closed, ClosedWindow):
-        lanes = lane_metrics(closed, network)
         det = closed.detector
         window_ms = closed.length_ms
+        starts_ms = np.full(len(det), closed.window_start_ms, dtype=np.int64)
+        count = closed.vehicle_count
         speed_count = closed.speed_count.astype(np.float64)
         speed_weighted = closed.speed_weighted_sum
         inverse_speed = closed.inverse_speed_sum
+        occ = _divide(closed.occupancy_time_ms * 100.0, closed.covered_ms.astype(np.float64))
+        flow = count * (MS_PER_HOUR / window_ms)
+        dens = density_veh_km(flow, _divide(speed_count, inverse_speed), occ)
+        n_readings = closed.n_readings
+        imputed = np.zeros(len(det), dtype=bool)
     else:
         if closed.level != "lane":
             raise ValueError(f"station_metrics needs lane windows, got level {closed.level!r}")
@@ -187,25 +193,28 @@ def station_metrics(closed: ClosedWindow | FlowWindowBatch, network: Network) ->
         if (det < 0).any():
             raise ValueError("lane batch holds detector ids the network does not know")
         window_ms = lanes.window_ms
-        n_f = lanes.vehicle_count.astype(np.float64)
+        starts_ms = lanes.window_start_ms
+        count = lanes.vehicle_count
+        n_f = count.astype(np.float64)
         has_tms = np.isfinite(lanes.time_mean_speed_kmh) & (n_f > 0)
         has_sms = np.isfinite(lanes.space_mean_speed_kmh) & (n_f > 0)
         speed_count = np.where(has_tms, n_f, 0.0)
         speed_weighted = np.where(has_tms, n_f * np.where(has_tms, lanes.time_mean_speed_kmh, 0.0), 0.0)
         with np.errstate(divide="ignore"):
             inverse_speed = np.where(has_sms, n_f / np.where(has_sms, lanes.space_mean_speed_kmh, 1.0), 0.0)
+        occ, dens, n_readings = lanes.occupancy_pct, lanes.density_veh_km, lanes.n_readings
+        imputed = lanes.imputed if len(lanes.imputed) == len(lanes) else np.zeros(len(lanes), dtype=bool)
     station = idx.detector_station[det]
-    starts_ms = lanes.window_start_ms
     window0 = int(starts_ms.min()) if len(starts_ms) else 0
-    key = (starts_ms - window0) // window_ms * idx.n_stations + station
-    occ = lanes.occupancy_pct
+    slot = (starts_ms - window0) // window_ms
+    n_slots = int(slot.max()) + 1 if len(slot) else 0
+    key = slot * idx.n_stations + station
     occ_ok = np.isfinite(occ)
-    dens = lanes.density_veh_km
-    imputed = lanes.imputed if len(lanes.imputed) == len(lanes) else np.zeros(len(lanes), dtype=bool)
-    keys, (count, occ_sum, occ_n, dens_sum, sc, sw, inv, n_read, n_imp) = _group_sums(key, [
-        lanes.vehicle_count.astype(np.int64), np.where(occ_ok, occ, 0.0), occ_ok.astype(np.int64),
+    keys, (count, occ_sum, occ_n, dens_sum, sc, sw, inv, n_read, n_imp) = _group_sums(key, n_slots * idx.n_stations, [
+        count.astype(np.float64), np.where(occ_ok, occ, 0.0), occ_ok.astype(np.float64),
         np.where(np.isfinite(dens), dens, 0.0), speed_count, speed_weighted, inverse_speed,
-        lanes.n_readings.astype(np.int64), imputed.astype(np.int64)])
+        n_readings.astype(np.float64), imputed.astype(np.float64)])
+    count = np.rint(count).astype(np.int64)
     st = keys % idx.n_stations
     flow = count * (MS_PER_HOUR / window_ms)
     sms = _divide(sc, inv)
@@ -214,7 +223,7 @@ def station_metrics(closed: ClosedWindow | FlowWindowBatch, network: Network) ->
         direction=idx.station_direction[st], window_start_ms=(keys // idx.n_stations) * window_ms + window0,
         vehicle_count=count, flow_veh_h=flow, occupancy_pct=_divide(occ_sum, occ_n.astype(np.float64)),
         time_mean_speed_kmh=_divide(sw, sc), space_mean_speed_kmh=sms, density_veh_km=dens_sum,
-        speed_band=speed_band(sms), n_readings=n_read, imputed=n_imp > 0)
+        speed_band=speed_band(sms), n_readings=np.rint(n_read).astype(np.int64), imputed=n_imp > 0)
 
 
 # ---- segment --------------------------------------------------------------

@@ -11,10 +11,13 @@ Definitions (docs/ARCHITECTURE.md): windows are aligned to the epoch
 interval_ms`` seen; a window closes when ``end + allowed_lateness_ms <=
 watermark``; a reading for a closed window is late.
 
-Lateness is judged row by row in arrival order: a row is late when its window
-was already closed by the watermark of the rows *before* it (earlier batches
-and earlier rows of the same batch). The result therefore does not depend on
-how a stream is cut into batches.
+Lateness is judged per batch: a row is late when its window was already
+closed by the watermark before the batch arrived; the batch then moves the
+watermark. Rows of one batch never make each other late, so a batch holding
+every detector's reading for one interval is accepted whole even with zero
+allowed lateness. A stream cut into smaller batches (one station per message)
+needs ``allowed_lateness_ms`` at least as large as the arrival skew between
+the first and the last detector of an interval, or the stragglers are late.
 """
 from __future__ import annotations
 
@@ -81,6 +84,7 @@ class DetectorWindows:
         self.n_detectors = int(n_detectors)
         self._watermark_ms = int(NO_WATERMARK_MS)
         self._open: dict[int, np.ndarray] = {}  # window start -> (len(_FIELDS), n_detectors) float64
+        self._spare: list[np.ndarray] = []  # accumulators of closed windows, for reuse
         if resume_state is not None:
             self._restore(resume_state)
 
@@ -101,15 +105,9 @@ class DetectorWindows:
         if detector.min() < 0 or detector.max() >= self.n_detectors:
             raise ValueError(f"detector numbers must lie in [0, {self.n_detectors})")
         dur_ms = np.asarray(interval_ms, dtype=np.int64)
-        end_ms = start_ms + dur_ms
-        # watermark seen by each row = max over all earlier rows (and earlier batches)
-        running = np.maximum.accumulate(end_ms)
-        before = np.empty(n, dtype=np.int64)
-        before[0] = self._watermark_ms
-        np.maximum(running[:-1], self._watermark_ms, out=before[1:])
         win_ms = start_ms - start_ms % length_ms
-        late = win_ms + (length_ms + self.definition.allowed_lateness_ms) <= before
-        self._watermark_ms = max(self._watermark_ms, int(running[-1]))
+        late = win_ms + (length_ms + self.definition.allowed_lateness_ms) <= self._watermark_ms
+        self._watermark_ms = max(self._watermark_ms, int((start_ms + dur_ms).max()))
 
         ok = ~late
         if not ok.all():
@@ -136,26 +134,38 @@ class DetectorWindows:
     @staticmethod
     def _row_values(count: np.ndarray, occ: np.ndarray, dur_ms: np.ndarray, speed: np.ndarray) -> np.ndarray:
         """Per-row contributions, one row per accumulator field."""
-        n_f = count.astype(np.float64)
-        has_speed = (count > 0) & np.isfinite(speed)
-        values = np.empty((len(_FIELDS), len(count)), dtype=np.float64)
-        values[0] = n_f
-        values[1] = occ * dur_ms / 100.0
+        values = np.zeros((len(_FIELDS), len(count)), dtype=np.float64)
+        n_f = values[0]
+        n_f[:] = count
+        np.multiply(occ, dur_ms, out=values[1])
+        values[1] /= 100.0
         values[2] = dur_ms
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values[3] = np.where(has_speed, n_f * speed, 0.0)
-            values[4] = np.where(has_speed, n_f / speed, 0.0)
-        values[5] = np.where(has_speed, n_f, 0.0)
+        has_speed = (count > 0) & np.isfinite(speed)
+        np.multiply(n_f, speed, out=values[3], where=has_speed)
+        with np.errstate(divide="ignore"):
+            np.divide(n_f, speed, out=values[4], where=has_speed)
+        np.copyto(values[5], n_f, where=has_speed)
         values[6] = 1.0
         return values
 
     def _accumulate(self, window_start_ms: int, detector: np.ndarray, values: np.ndarray) -> None:
         acc = self._open.get(window_start_ms)
         if acc is None:
-            acc = self._open[window_start_ms] = np.zeros((len(_FIELDS), self.n_detectors), dtype=np.float64)
+            acc = self._open[window_start_ms] = self._new_accumulator()
+        if len(detector) == self.n_detectors and detector[0] == 0 and np.all(detector[1:] > detector[:-1]):
+            acc += values  # every detector once, in order (a whole-network batch)
+            return
         n = self.n_detectors
         index = (np.arange(len(_FIELDS), dtype=np.int64)[:, None] * n + detector).ravel()
         np.add.at(acc.reshape(-1), index, values.ravel())
+
+    def _new_accumulator(self) -> np.ndarray:
+        """A zeroed accumulator, reusing one of a closed window (saves page faults on large networks)."""
+        if self._spare:
+            acc = self._spare.pop()
+            acc.fill(0.0)
+            return acc
+        return np.zeros((len(_FIELDS), self.n_detectors), dtype=np.float64)
 
     # ---- closing ----------------------------------------------------------
     @property
@@ -181,8 +191,11 @@ class DetectorWindows:
     def _close(self, window_start_ms: int) -> ClosedWindow:
         acc = self._open.pop(window_start_ms)
         detector = np.flatnonzero(acc[_N_READINGS] > 0)
-        cols = {name: (acc[i, detector].astype(np.int64) if name in _INT_FIELDS else acc[i, detector])
+        rows = slice(None) if len(detector) == self.n_detectors else detector
+        cols = {name: acc[i, rows].astype(np.int64 if name in _INT_FIELDS else np.float64, copy=True)
                 for i, name in enumerate(_FIELDS)}
+        if len(self._spare) < 2:
+            self._spare.append(acc)
         return ClosedWindow(window_start_ms, self.definition.length_ms, detector.astype(np.int64), **cols)
 
     # ---- state ------------------------------------------------------------
@@ -204,6 +217,6 @@ class DetectorWindows:
             raise ValueError("snapshot does not match this window logic (detector count or fields)")
         self._watermark_ms = int(state["watermark_ms"])
         for win in state["windows"]:
-            acc = np.zeros((len(_FIELDS), self.n_detectors), dtype=np.float64)
+            acc = self._new_accumulator()
             acc[:, np.asarray(win["detector"], dtype=np.int64)] = np.asarray(win["sums"], dtype=np.float64)
             self._open[int(win["window_start_ms"])] = acc
