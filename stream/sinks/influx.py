@@ -11,8 +11,10 @@ buffer; full buffers (``batch_size`` lines) or buffers older than
 synchronously with influxdb-client, retrying with exponential back-off. A batch
 that still fails after ``max_retries`` is appended to the on-disk spool
 (stream/sinks/spool.py, fsync'ed) and replayed at start, every
-``replay_interval_s`` and on ``flush()``/``close()`` when the server answers
-again. Nothing is dropped silently -- unlike influxdb-client's default batching
+``replay_interval_s`` and on ``close()``. After such a failure the sink is in
+outage mode: new batches go straight to the spool (behind the older ones, so
+order is kept) until a replay empties it, so ``write_*`` and ``flush()`` are
+never held up by retries against a dead server. Nothing is dropped silently -- unlike influxdb-client's default batching
 WriteApi, which logs a failed batch and forgets it. A batch the server rejects
 as malformed (HTTP 400) cannot succeed on retry: it is kept in the spool's
 ``rejected/`` folder and counted in ``stats.batches_rejected``.
@@ -235,7 +237,7 @@ class InfluxSink:
     def __init__(self, url: str, token: str, org: str, bucket: str, spool_dir: str | Path,
                  batch_size: int = 5000, flush_interval_ms: int = 1000, gzip: bool = True,
                  max_retries: int = 5, retry_interval_ms: int = 500, max_retry_delay_ms: int = 30_000,
-                 replay_interval_s: float = 30.0, timeout_ms: int = 10_000, max_pending_batches: int = 8) -> None:
+                 replay_interval_s: float = 10.0, timeout_ms: int = 10_000, max_pending_batches: int = 8) -> None:
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
@@ -258,6 +260,7 @@ class InfluxSink:
         self._inline_lock = threading.Lock()  # held while the writer thread flushes an old buffer itself
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending_batches)
         self._last_replay = 0.0
+        self._outage = False  # set when a batch failed every retry; cleared by a replay that empties the spool
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="influx-sink", daemon=True)
         self._thread.start()
@@ -303,6 +306,9 @@ class InfluxSink:
         with self._io_lock:
             try:
                 self.spool.replay(post_counted, self.batch_size)
+                if self._outage:
+                    log.warning("InfluxDB at %s answers again; spool replayed", self.url)
+                self._outage = False
             except Exception as exc:  # the server is still down: keep the spool for later
                 log.warning("spool replay stopped, will retry later: %s", exc)
             finally:
@@ -411,7 +417,15 @@ class InfluxSink:
                     self._spool(*chunk)
 
     def _write_batch(self, precision: str, lines: list[str]) -> None:
-        """Write with retries and back-off; spool when every attempt failed."""
+        """Write with retries and back-off; spool when every attempt failed.
+
+        During an outage (a batch already failed every retry) batches go straight
+        to the spool, behind the older ones, until a replay empties it: writers
+        and ``flush()`` are not held up by retries, and replay keeps the order.
+        """
+        if self._outage:
+            self._spool(precision, lines)
+            return
         delay_ms = self.retry_interval_ms
         for attempt in range(self.max_retries + 1):
             try:
@@ -436,6 +450,7 @@ class InfluxSink:
                 time.sleep(delay_ms / 1000.0)
                 delay_ms = min(delay_ms * 2, self.max_retry_delay_ms)
         self.stats.batches_failed += 1
+        self._outage = True
         self._spool(precision, lines)
 
     def _spool(self, precision: str, lines: list[str]) -> None:
