@@ -8,11 +8,14 @@ baseline that a queue is normal.
 
 A station is *congested* when its speed dropped (z >= ``z_congested`` and at
 least ``min_speed_drop_frac`` below baseline) or its occupancy rose (z and at
-least ``min_occ_rise_pct`` points). Segment i (station i -> i+1) is a
+least ``min_occ_rise_pct`` points, unless the speed contradicts it by staying near
+free flow: that is a chattering or stuck loop). Segment i (station i -> i+1) is a
 *candidate* when the upstream station is congested and the downstream one is
 not, the occupancy differs across the segment (OCCDF, OCCRDF as in California),
-the downstream flow is starved (below ``flow_ratio_max`` of its baseline: an
-active recurrent bottleneck discharges at capacity, an incident does not), and
+the downstream flow is starved (below ``flow_ratio_max`` of the station's
+high flow, a running 95th percentile that stands in for its capacity: a queue
+discharging or an active recurrent bottleneck passes capacity flow downstream,
+a blocked lane caps it well below), and
 the downstream station has not been congested in the last
 ``wave_memory_intervals`` (congestion that reached the downstream station first
 is a queue or compression wave travelling upstream, not an incident). Both
@@ -45,7 +48,9 @@ class StatisticalConfig:
     min_occ_rise_pct: float = 8.0
     min_occdf_pct: float = 8.0
     min_occrdf: float = 0.4
-    flow_ratio_max: float = 0.9
+    flow_ratio_max: float = 0.85  # downstream flow / its running high flow (p95) below this = starved
+    high_flow_quantile: float = 0.95
+    high_flow_step: float = 0.02  # quantile-tracker step, as a share of the tracked value per interval
     wave_memory_intervals: int = 5
     persistence_intervals: int = 3
     evidence_persistence_intervals: int = 1
@@ -67,7 +72,7 @@ class StatisticalDetector:
         self.dev_speed_kmh = np.zeros(n_stations)
         self.base_occ_pct = np.full(n_stations, np.nan)
         self.dev_occ_pct = np.zeros(n_stations)
-        self.base_flow_veh_h = np.full(n_stations, np.nan)
+        self.high_flow_veh_h = np.full(n_stations, np.nan)
         self.fast_flow_veh_h = np.full(n_stations, np.nan)
         self.n_updates = np.zeros(n_stations, dtype=np.int64)
         self.quiet_for = np.full(n_stations, self.config.wave_memory_intervals, dtype=np.int64)
@@ -108,7 +113,7 @@ class StatisticalDetector:
         occdf = occ[up] - occ[down]
         with np.errstate(invalid="ignore", divide="ignore"):
             occrdf = np.where(occ[up] > 0, occdf / occ[up], 0.0)
-            flow_ratio = self.fast_flow_veh_h[down] / self.base_flow_veh_h[down]
+            flow_ratio = self.fast_flow_veh_h[down] / self.high_flow_veh_h[down]
         flow_ratio = np.where(np.isfinite(flow_ratio), flow_ratio, 1.0)
         decided = ready[up] & ready[down]
         down_clear = ~congested[down] & (self.quiet_for[down] >= cfg.wave_memory_intervals)
@@ -138,7 +143,7 @@ class StatisticalDetector:
         involved = np.zeros(self.n_stations, dtype=bool)
         involved[:-1] |= candidate | self.alarm
         involved[1:] |= candidate | self.alarm
-        self._learn(occ, speed, flow, has & ~congested & ~involved)
+        self._learn(occ, speed, has & ~congested & ~involved)
         return Alarms(int(window_start_ms), self.alarm.copy(), self.confidence.copy(), self.severity.copy())
 
     def update_batch(self, stations: FlowWindowBatch, roadway: Roadway) -> Alarms:
@@ -156,7 +161,9 @@ class StatisticalDetector:
         with np.errstate(invalid="ignore"):
             slow = (z_speed >= cfg.z_congested) & (speed <= (1 - cfg.min_speed_drop_frac) * self.base_speed_kmh)
             dense = (z_occ >= cfg.z_congested) & (occ - self.base_occ_pct >= cfg.min_occ_rise_pct)
-        return z_speed, z_occ, ready & (slow | dense)
+            # dense at free-flow speed is a detector fault (chatter, stuck loop), not a queue
+            speed_contradicts = np.isfinite(speed) & (speed >= (1 - cfg.min_speed_drop_frac / 2) * self.base_speed_kmh)
+        return z_speed, z_occ, ready & (slow | (dense & ~speed_contradicts))
 
     def _severity(self, occ: np.ndarray, speed: np.ndarray) -> np.ndarray:
         """1 minor .. 3 severe from the upstream speed relative to its baseline (occupancy when no speed)."""
@@ -165,23 +172,30 @@ class StatisticalDetector:
         ratio = np.where(np.isfinite(ratio), ratio, np.where(occ >= 40, 0.0, 0.5))
         return (1 + (ratio < 0.65) + (ratio < 0.35)).astype(np.int8)
 
-    def _learn(self, occ: np.ndarray, speed: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> None:
-        """EWMA mean and mean absolute deviation; a plain running mean during warm-up."""
-        a = np.maximum(self.config.alpha, 1.0 / (self.n_updates + 1))
+    def _learn(self, occ: np.ndarray, speed: np.ndarray, mask: np.ndarray) -> None:
+        """EWMA mean and mean absolute deviation (a plain running mean during warm-up), and the
+        high-flow quantile tracker fed with the smoothed flow."""
+        cfg = self.config
+        a = np.maximum(cfg.alpha, 1.0 / (self.n_updates + 1))
         for base, dev, x in ((self.base_speed_kmh, self.dev_speed_kmh, speed),
-                             (self.base_occ_pct, self.dev_occ_pct, occ),
-                             (self.base_flow_veh_h, None, flow)):
+                             (self.base_occ_pct, self.dev_occ_pct, occ)):
             ok = mask & np.isfinite(x)
             first = ok & ~np.isfinite(base)
             base[first] = x[first]
             err = np.where(ok, x - base, 0.0)
-            if dev is not None:
-                dev[ok] += a[ok] * (np.abs(err[ok]) - dev[ok])
+            dev[ok] += a[ok] * (np.abs(err[ok]) - dev[ok])
             base[ok] += a[ok] * err[ok]
+        x, high = self.fast_flow_veh_h, self.high_flow_veh_h
+        ok = mask & np.isfinite(x)
+        first = ok & ~np.isfinite(high)
+        high[first] = x[first]
+        step = cfg.high_flow_step * np.maximum(np.where(np.isfinite(high), high, 0.0), 600.0)
+        up = np.where(ok & (x > high), cfg.high_flow_quantile, np.where(ok, cfg.high_flow_quantile - 1.0, 0.0))
+        high[ok] += (step * up)[ok]
         self.n_updates += mask
 
     # ---- state -----------------------------------------------------------------
-    _ARRAYS = ("base_speed_kmh", "dev_speed_kmh", "base_occ_pct", "dev_occ_pct", "base_flow_veh_h",
+    _ARRAYS = ("base_speed_kmh", "dev_speed_kmh", "base_occ_pct", "dev_occ_pct", "high_flow_veh_h",
                "fast_flow_veh_h", "n_updates", "quiet_for", "run_length", "alarm", "confidence", "severity")
 
     def snapshot(self) -> dict[str, Any]:
