@@ -58,8 +58,12 @@ def lane_batch(df: pd.DataFrame, net: Network) -> FlowWindowBatch:
 
 
 def feed(health: DetectorHealth, df: pd.DataFrame, net: Network) -> None:
-    for _, g in df.groupby("w", sort=True):
-        health.update(lane_batch(g, net))
+    """One lane batch per window, in window order."""
+    b = lane_batch(df.sort_values("w", kind="stable"), net)
+    cuts = np.flatnonzero(np.diff(b.window_start_ms)) + 1
+    for rows in np.split(np.arange(len(b)), cuts):
+        health.update(FlowWindowBatch(level="lane", window_ms=b.window_ms, imputed=b.imputed[rows],
+                                      **{c: getattr(b, c)[rows] for c in FlowWindowBatch.COLUMNS}))
 
 
 def test_each_fault_gets_its_status_and_shares_match_pandas() -> None:
