@@ -225,31 +225,37 @@ class ReadingValidator:
         Good rows keep the order of the messages; a message's rows are checked for
         duplicates against every message before it in the call.
         """
-        dead: list[DeadLetter] = []
+        dead: list[tuple[int, DeadLetter]] = []  # (message index, dead letter), to return in message order
         decoded: list[dict[str, list[Any]]] = []
+        decoded_at: list[int] = []
         msg_keys: list[str | None] = []
-        for payload, key in zip(payloads, keys, strict=True):
+        for j, (payload, key) in enumerate(zip(payloads, keys, strict=True)):
             key_s = key.decode("utf-8", errors="replace") if isinstance(key, (bytes, bytearray)) else key
             try:
                 cols = decode_reading_columns(payload)
             except WireError as exc:
-                dead.append(DeadLetter(exc.reason, exc.detail, source, key_s, _as_bytes(payload), int(now_ms)))
+                dead.append((j, DeadLetter(exc.reason, exc.detail, source, key_s, _as_bytes(payload), int(now_ms))))
                 continue
             except Exception as exc:  # noqa: BLE001 - a message must never stop the stream
                 logger.warning("unexpected error decoding a readings message from %s: %r", source, exc)
-                dead.append(DeadLetter("malformed_bytes", f"cannot decode message: {exc!r}", source, key_s,
-                                       _as_bytes(payload), int(now_ms)))
+                dead.append((j, DeadLetter("malformed_bytes", f"cannot decode message: {exc!r}", source, key_s,
+                                           _as_bytes(payload), int(now_ms))))
                 continue
             decoded.append(cols)
+            decoded_at.append(j)
             msg_keys.append(key_s)
-        self._counts.update(d.reason for d in dead)
+        self._counts.update(d.reason for _, d in dead)
         if len(decoded) == 1:
             cols = decoded[0]
         else:
             cols = {name: list(chain.from_iterable(c[name] for c in decoded)) for name in _COLUMNS}
         sizes = np.fromiter((len(c["detector_id"]) for c in decoded), dtype=np.int64, count=len(decoded))
         batch, numbers, row_dead = self._validate_rows(cols, sizes, msg_keys, source, int(now_ms))
-        return batch, numbers, dead + row_dead
+        if not dead:
+            return batch, numbers, [d for _, d in row_dead]
+        dead.extend((decoded_at[m], d) for m, d in row_dead)
+        dead.sort(key=lambda item: item[0])  # stable: rows keep their order within a message
+        return batch, numbers, [d for _, d in dead]
 
     # ---- rows ---------------------------------------------------------------
     def _detector_numbers(self, col: list[Any]) -> np.ndarray:
@@ -261,7 +267,8 @@ class ReadingValidator:
                                count=len(col))
 
     def _validate_rows(self, cols: dict[str, list[Any]], sizes: np.ndarray, msg_keys: list[str | None],
-                       source: str, now_ms: int) -> tuple[ReadingBatch, np.ndarray, list[DeadLetter]]:
+                       source: str, now_ms: int) -> tuple[ReadingBatch, np.ndarray, list[tuple[int, DeadLetter]]]:
+        """Checks every row; dead letters come with the index of their message among the decoded ones."""
         n = int(sizes.sum())
         det = self._detector_numbers(cols["detector_id"])
         bad_type: dict[str, np.ndarray] = {}
@@ -317,15 +324,15 @@ class ReadingValidator:
         batch = ReadingBatch(self.network.detector_ids[numbers], t[take], interval[take], count[take],
                              occ[take], speed[take])
         self._counts["accepted"] += len(numbers)
-        dead: list[DeadLetter] = []
+        dead: list[tuple[int, DeadLetter]] = []
         if not all_good:
             starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
             for i in np.flatnonzero(code).tolist():
                 reason = ROW_CHECKS[code[i] - 1]
                 m = int(row_msg[i])
                 detail = self._detail(reason, cols, i, bad_type, msg_keys[m], now_ms)
-                dead.append(DeadLetter(reason, detail, source, msg_keys[m], encode_row_json(cols, i), now_ms,
-                                       int(i - starts[m])))
+                dead.append((m, DeadLetter(reason, detail, source, msg_keys[m], encode_row_json(cols, i), now_ms,
+                                           int(i - starts[m]))))
                 self._counts[reason] += 1
         return batch, numbers, dead
 
