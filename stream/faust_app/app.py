@@ -40,25 +40,20 @@ from typing import Any
 import faust
 
 from models.network import Network
-from models.records import FlowWindowBatch
-from models.wire import decode_flow_windows, encode_flow_windows, encode_record
-from stream.core.pipeline import PipelineConfig, _take
+from models.wire import decode_flow_windows
+from stream.core.pipeline import PipelineConfig
 from stream.embedded import ResultSink, health_rows
+from stream.faust_app.routing import MARKER_KEYS, OutMessage, corridor_messages, station_messages
 from stream.faust_app.state import (
-    WM_NONE,
     CorridorPartition,
     CorridorResult,
     InMessage,
     StationPartition,
     StationResult,
-    partition_of,
-    roadway_key,
 )
 
 log = logging.getLogger(__name__)
 
-EOS_KEY = b"__eos__"
-WM_KEY = b"__wm__"
 _OFFSET = struct.Struct(">q")  # table values: 8-byte offset, then the snapshot
 
 
@@ -116,6 +111,8 @@ class FaustRuntime:
         self.incidents = topic("incidents")
         self.alerts = topic("alerts")
         self.dead_letters = topic("dead_letters")
+        self.topics = {"station_windows": self.station_windows, "flow_windows": self.flow_windows,
+                       "incidents": self.incidents, "alerts": self.alerts, "dead_letters": self.dead_letters}
         table_opts = dict(key_type=bytes, value_type=bytes,  # bytes -> "raw" serializers
                           partitions=c.partitions, extra_topic_configs={"max.message.bytes": "8000000"})
         self.station_table = app.Table("station-state", **table_opts)
@@ -186,8 +183,7 @@ class FaustRuntime:
     async def handle_station_windows(self, events: list[Any]) -> None:
         for partition, msgs in _by_partition(events).items():
             state = self.corridor_state(partition)
-            markers = (EOS_KEY.decode(), WM_KEY.decode())
-            decoded = [(m, None if m.key in markers else decode_flow_windows(m.value)) for m in msgs]
+            decoded = [(m, None if m.key in MARKER_KEYS else decode_flow_windows(m.value)) for m in msgs]
             result = state.process(decoded)
             if len(msgs) == result.skipped:
                 continue
@@ -196,78 +192,42 @@ class FaustRuntime:
 
     # ---- outputs ------------------------------------------------------------------------
     async def _emit_station(self, partition: int, state: StationPartition, result: StationResult) -> None:
-        closed_ns = str(time.time_ns()).encode()
-        futs = []
+        await self._send_all(station_messages(partition, state, result, self.config.partitions, time.time_ns()))
+        if self.sink is None:
+            return
         for batch in result.lanes + result.stations:
-            futs.append(await self._send_flow(batch, closed_ns))
-        for stations in result.stations:
-            keys = [roadway_key(c, d) for c, d in zip(stations.corridor, stations.direction, strict=True)]
-            for key in sorted(set(keys)):
-                mask = [k == key for k in keys]
-                part = stations if all(mask) else _take(stations, _mask(mask))
-                futs.append(await self.station_windows.send(
-                    key=key.encode(), value=encode_flow_windows(part),
-                    partition=partition_of(key, self.config.partitions),
-                    headers={"src": str(partition).encode()}, timestamp=int(part.window_start_ms[0]) / 1000))
-        for d in result.dead_letters:
-            futs.append(await self.dead_letters.send(key=d.reason.encode(), value=encode_record(d),
-                                                     timestamp=d.at_ms / 1000))
-        wm = state.output_watermark_ms
-        if result.eos_at_ms is None and wm > WM_NONE:
-            for q in range(self.config.partitions):  # after this batch's windows, on the same partitions
-                futs.append(await self.station_windows.send(
-                    key=WM_KEY, value=b"", partition=q,
-                    headers={"src": str(partition).encode(), "wm": str(wm).encode()}))
-        if result.eos_at_ms is not None:
-            for q in range(self.config.partitions):
-                futs.append(await self.station_windows.send(
-                    key=EOS_KEY, value=b"", partition=q,
-                    headers={"src": str(partition).encode(), "eos": str(result.eos_at_ms).encode()}))
-        if futs:
-            await asyncio.gather(*futs)
-        if self.sink is not None:
-            for batch in result.lanes + result.stations:
-                self.sink.write_flow(batch)
-            if result.dead_letters:
-                self.sink.write_dead_letters(result.dead_letters)
-            for h in result.health_reports:
-                rows = health_rows(h["report"], h["at_ms"], self.network)
-                owned = state.owned_detectors
-                self.sink.write_health([r for r, o in zip(rows, owned, strict=True) if o])
-            if result.eos_at_ms is not None and hasattr(self.sink, "flush"):
-                self.sink.flush()
+            self.sink.write_flow(batch)
+        if result.dead_letters:
+            self.sink.write_dead_letters(result.dead_letters)
+        for h in result.health_reports:
+            rows = health_rows(h["report"], h["at_ms"], self.network)
+            self.sink.write_health([r for r, o in zip(rows, state.owned_detectors, strict=True) if o])
+        if result.eos_at_ms is not None and hasattr(self.sink, "flush"):
+            self.sink.flush()
 
     async def _emit_corridor(self, result: CorridorResult) -> None:
-        closed_ns = str(time.time_ns()).encode()
-        futs = [await self._send_flow(seg, closed_ns) for seg in result.segments]
-        for inc in result.incidents:
-            futs.append(await self.incidents.send(key=roadway_key(inc.corridor, inc.direction).encode(),
-                                                  value=encode_record(inc), timestamp=inc.event_ms / 1000))
-        for alert in result.alerts:
-            futs.append(await self.alerts.send(key=alert.subscription_id.encode(), value=encode_record(alert),
-                                               timestamp=alert.at_ms / 1000))
+        await self._send_all(corridor_messages(result, time.time_ns()))
+        if self.sink is None:
+            return
+        for seg in result.segments:
+            self.sink.write_flow(seg)
+        if result.incidents:
+            self.sink.write_incidents(result.incidents)
+        if result.alerts:
+            self.sink.write_alerts(result.alerts)
+        if result.finished_at_ms is not None and hasattr(self.sink, "flush"):
+            self.sink.flush()
+
+    async def _send_all(self, messages: list[OutMessage]) -> None:
+        """Send and wait until every message is acknowledged (before the batch's snapshot is written)."""
+        futs = []
+        for om in messages:
+            futs.append(await self.topics[om.topic].send(
+                key=om.key, value=om.value, partition=om.partition, headers=om.headers or None,
+                timestamp=None if om.timestamp_ms is None else om.timestamp_ms / 1000))
         if futs:
             await asyncio.gather(*futs)
-        if self.sink is not None:
-            for seg in result.segments:
-                self.sink.write_flow(seg)
-            if result.incidents:
-                self.sink.write_incidents(result.incidents)
-            if result.alerts:
-                self.sink.write_alerts(result.alerts)
-            if result.finished_at_ms is not None and hasattr(self.sink, "flush"):
-                self.sink.flush()
-
-    async def _send_flow(self, batch: FlowWindowBatch, closed_ns: bytes) -> Any:
-        return await self.flow_windows.send(key=batch.level.encode(), value=encode_flow_windows(batch),
-                                            headers={"closed_ns": closed_ns},
-                                            timestamp=int(batch.window_start_ms[0]) / 1000)
-
-
-def _mask(values: list[bool]) -> Any:
-    import numpy as np
-
-    return np.asarray(values, dtype=bool)
+        self.counters["messages_out"] += len(futs)
 
 
 def _by_partition(events: list[Any]) -> dict[int, list[InMessage]]:

@@ -208,8 +208,12 @@ class CorridorPartition:
         self.n_sources = n_sources
         self.roadway_keys = [r.key for r in network.roadways if partition_of(r.key, n_partitions) == partition]
         state = load_state(blob) if blob else {}
+        stage_state = state.get("stage")
+        if stage_state is not None and len(stage_state.get("usual", {}).get("segment_id", [1])) == 0:
+            # UsualTravelTime cannot restore its own empty snapshot (reshape of 0 rows); empty = fresh
+            stage_state = {k: v for k, v in stage_state.items() if k != "usual"}
         self.stage = CorridorStage(network, config, roadway_keys=self.roadway_keys or None,
-                                   resume_state=state.get("stage"))
+                                   resume_state=stage_state)
         self.offset: int = state.get("offset", -1)
         self.high: dict[tuple[int, str, int], int] = state.get("high", {})  # (source, roadway, window_ms) -> start
         self.source_wm: dict[int, int] = state.get("source_wm", {})  # source -> no later window ends before this
