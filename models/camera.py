@@ -93,7 +93,7 @@ class CameraCalibration:
 def _find_homography(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, None]:
     """Direct linear transform (no OpenCV: models/ imports numpy only)."""
     rows = []
-    for (x, y), (u, v) in zip(src, dst):
+    for (x, y), (u, v) in zip(src, dst, strict=False):
         rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
         rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
     _, _, vt = np.linalg.svd(np.asarray(rows))

@@ -229,7 +229,7 @@ class Renderer:
         size = max(1, int(round(60.0 / max(depth.mean(), 1.0))))
         # a lamp shows when the camera is on its side of the vehicle (or above it)
         rear_seen, front_seen = self._cam_x < xf, self._cam_x > xr
-        for k, ((px, py), colour) in enumerate(zip(uv, ((40, 40, 230),) * 2 + ((255, 255, 255),) * 2)):
+        for k, ((px, py), colour) in enumerate(zip(uv, ((40, 40, 230),) * 2 + ((255, 255, 255),) * 2, strict=False)):
             if (rear_seen if k < 2 else front_seen):
                 cv2.circle(img, (int(px), int(py)), size, colour, -1, cv2.LINE_AA)
 
@@ -240,7 +240,7 @@ class Renderer:
             n = self.w * self.h // 1200
             xy = self.rng.integers(0, [self.w, self.h], (n, 2))
             ln = self.rng.integers(6, 16, n)
-            for (x, y), d in zip(xy, ln):
+            for (x, y), d in zip(xy, ln, strict=False):
                 cv2.line(streaks, (int(x), int(y)), (int(x) + d // 4, int(y) + d), 70, 1)
             img = cv2.GaussianBlur(img, (3, 3), 0)
             img = cv2.add(img, cv2.cvtColor(streaks, cv2.COLOR_GRAY2BGR))

@@ -9,7 +9,7 @@ import numpy as np
 from models.camera import CameraSpec
 from simulators.camera.geometry import CameraPose, make_calibration, oblique_pose, top_down_pose
 from simulators.camera.render import Conditions, Renderer, encode_jpeg
-from simulators.camera.traffic import KIND_NAMES, IncidentSpec, TrafficModel
+from simulators.camera.traffic import KIND_NAMES, NO_INCIDENT, IncidentSpec, TrafficModel
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class CameraSimulator:
             self._populated = True
 
     def advance(self, duration_ms: int, flow_veh_h: np.ndarray, speed_kmh: np.ndarray,
-                incident: IncidentSpec = IncidentSpec()) -> None:
+                incident: IncidentSpec = NO_INCIDENT) -> None:
         """Move traffic on without rendering (the cheap part of a burst-per-minute day)."""
         self._ensure_populated(flow_veh_h, speed_kmh)
         step = self.frame_ms
@@ -106,11 +106,11 @@ class CameraSimulator:
             self.frame_index += 1
 
     def frame(self, flow_veh_h: np.ndarray, speed_kmh: np.ndarray,
-              incident: IncidentSpec = IncidentSpec()) -> SimFrame:
+              incident: IncidentSpec = NO_INCIDENT) -> SimFrame:
         """Advance one frame period and render it."""
         self._ensure_populated(flow_veh_h, speed_kmh)
         line = self.camera.spec.calibration.count_line_m
-        before = dict(zip(self.traffic.v.vid.tolist(), self.traffic.v.x_m.tolist()))
+        before = dict(zip(self.traffic.v.vid.tolist(), self.traffic.v.x_m.tolist(), strict=False))
         self.traffic.step(self.frame_ms / 1000.0, flow_veh_h, speed_kmh, incident)
         self.time_ms += self.frame_ms
         self.frame_index += 1
@@ -129,7 +129,7 @@ class CameraSimulator:
         return SimFrame(self.camera.spec.camera_id, self.time_ms, self.frame_index, image, truth, since)
 
     def run(self, duration_ms: int, flow_veh_h: np.ndarray, speed_kmh: np.ndarray,
-            incident: IncidentSpec = IncidentSpec()) -> Iterator[SimFrame]:
+            incident: IncidentSpec = NO_INCIDENT) -> Iterator[SimFrame]:
         """Frames for ``duration_ms`` at a constant traffic state."""
         for _ in range(max(duration_ms // self.frame_ms, 0)):
             yield self.frame(flow_veh_h, speed_kmh, incident)

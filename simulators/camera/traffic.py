@@ -34,6 +34,9 @@ class IncidentSpec:
     x_m: float = 50.0
 
 
+NO_INCIDENT = IncidentSpec()
+
+
 @dataclass
 class Vehicles:
     """Columnar vehicle state; row i is one vehicle."""

@@ -29,7 +29,7 @@ def annotate(frame: np.ndarray, detections: np.ndarray, calibration: CameraCalib
             cv2.line(img, tuple(p[0]), tuple(p[1]), (255, 128, 0), 1, cv2.LINE_AA)
     boxes = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
     flags = np.zeros(len(boxes), bool) if stopped is None else np.asarray(stopped, bool)
-    for (x, y, bw, bh), is_stopped in zip(boxes, flags):
+    for (x, y, bw, bh), is_stopped in zip(boxes, flags, strict=False):
         colour = (0, 0, 255) if is_stopped else (0, 255, 0)
         cv2.rectangle(img, (int(x), int(y)), (int(x + bw), int(y + bh)), colour, 2 if is_stopped else 1)
     if label:

@@ -26,6 +26,8 @@ class MedianBackground:
         self._samples: list[np.ndarray] = []
         self._last_sample_ms: int | None = None
         self._last_update_ms: int | None = None
+        self._envelope_of: np.ndarray | None = None
+        self._lo = self._hi = np.empty(0, np.uint8)
 
     @property
     def ready(self) -> bool:
@@ -59,6 +61,15 @@ class MedianBackground:
         self.image = cv2.add(self.image, cv2.bitwise_and(up, 1))
         self.image = cv2.subtract(self.image, cv2.bitwise_and(down, 1))
 
+    def _envelope(self) -> tuple[np.ndarray, np.ndarray]:
+        """Local min and max (3x3) of the background, recomputed when the background changed."""
+        assert self.image is not None
+        if self._envelope_of is not self.image:
+            k = np.ones((3, 3), np.uint8)
+            self._lo, self._hi = cv2.erode(self.image, k), cv2.dilate(self.image, k)
+            self._envelope_of = self.image
+        return self._lo, self._hi
+
     def foreground(self, frame: np.ndarray, threshold: int, shadow_ratio: float,
                    shadow_keep_px: int = 2) -> np.ndarray:
         """Foreground mask (0/255): brighter or darker than the background by more than ``threshold``.
@@ -71,8 +82,10 @@ class MedianBackground:
         """
         assert self.image is not None
         bg = self.image
-        brighter = cv2.subtract(frame, bg)
-        darker = cv2.subtract(bg, frame)
+        lo, hi = self._envelope()
+        # against the neighbourhood's extremes: a one-pixel camera shake moves edges, not the road
+        brighter = cv2.subtract(frame, hi)
+        darker = cv2.subtract(lo, frame)
         fg_bright = cv2.compare(brighter, threshold, cv2.CMP_GT)
         dark = cv2.compare(darker, threshold, cv2.CMP_GT)
         if shadow_ratio >= 1.0:

@@ -90,11 +90,11 @@ class BlobDetector:
 
     def detect(self, mask: np.ndarray) -> Detections:
         """Detections in a cleaned foreground mask (0/255, working resolution)."""
-        n1, lab1, st1, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        n1, lab1, st1, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_GRANA)
         if n1 <= 1:
             return Detections.empty()
         cut = cv2.bitwise_and(mask, self.not_cut)
-        n2, lab2, st2, cen2 = cv2.connectedComponentsWithStats(cut, connectivity=8)
+        n2, lab2, st2, cen2 = cv2.connectedComponentsWithStatsWithAlgorithm(cut, 8, cv2.CV_32S, cv2.CCL_GRANA)
         # which blob (uncut) each piece came from
         idx = np.flatnonzero(lab2)
         pairs = np.unique(lab2.ravel()[idx].astype(np.int64) * n1 + lab1.ravel()[idx])
@@ -105,6 +105,8 @@ class BlobDetector:
         for blob in np.unique(parent):
             sel = parent == blob
             pieces = piece[sel & big]
+            if len(pieces) >= 2 and self.anchor == "bottom":
+                pieces = self._drop_spill(st2, pieces)
             if len(pieces) >= 2:
                 boxes.extend(st2[p, :4] for p in pieces)
             elif st1[blob, cv2.CC_STAT_AREA] >= self.min_blob_frac * car_px[sel].max():
@@ -115,6 +117,14 @@ class BlobDetector:
         if self.split_length_m:
             box = self._split_long(box)
         return self._finish(box)
+
+    @staticmethod
+    def _drop_spill(stats: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+        """In an oblique view a tall body drawn over the next lane sits *above* its own piece; two vehicles
+        side by side stand on the road at about the same image row. Keep pieces whose bottom is near the lowest."""
+        bottom = stats[pieces, cv2.CC_STAT_TOP] + stats[pieces, cv2.CC_STAT_HEIGHT]
+        height = stats[pieces, cv2.CC_STAT_HEIGHT]
+        return pieces[bottom >= bottom.max() - 0.35 * height]
 
     def _anchor_px(self, box: np.ndarray) -> np.ndarray:
         x, y, w, h = box.T.astype(np.float64)
@@ -129,17 +139,20 @@ class BlobDetector:
         scale = self._px_per_m(g)
         along = self.cal.to_px(g + [1.0, 0.0]) - self.cal.to_px(g)
         horizontal = np.abs(along[:, 0]) >= np.abs(along[:, 1])
-        for b, s, hor in zip(box, scale, horizontal):
+        for b, s, hor in zip(box, scale, horizontal, strict=False):
             length_m = (b[2] if hor else b[3]) / max(s, 1e-6)
             n = int(np.floor(length_m / self.split_length_m + 0.35))
             if n <= 1:
                 out.append(b)
                 continue
             edges = np.round(np.linspace(0, b[2] if hor else b[3], n + 1)).astype(np.int64)
-            for a, e in zip(edges[:-1], edges[1:]):
+            for a, e in zip(edges[:-1], edges[1:], strict=False):
                 out.append(np.array([b[0] + a, b[1], e - a, b[3]]) if hor else np.array([b[0], b[1] + a, b[2], e - a]))
         return np.array(out, dtype=np.int64)
 
     def _finish(self, box: np.ndarray) -> Detections:
         g = self.to_m(self._anchor_px(box))
-        return Detections(box, g, self.cal.lane_of(g[:, 1]))
+        # a vehicle cut by the edge of the watched stretch has a displaced anchor: wait until it is inside
+        edge = 1.5 if self.anchor == "bottom" else 5.0
+        inside = (g[:, 0] > self.cal.view_start_m + edge) & (g[:, 0] < self.cal.view_end_m - edge)
+        return Detections(box[inside], g[inside], self.cal.lane_of(g[inside, 1]))

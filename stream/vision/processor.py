@@ -32,7 +32,7 @@ class VisionConfig:
     open_px: int = 3
     close_px: int = 3
     split_length_m: float | None = None  # cut blobs longer than this along the road (top-down views)
-    min_piece_frac: float = 0.35
+    min_piece_frac: float = 0.6
     interval_ms: int = 60_000
     stopped_after_s: float = 5.0  # a vehicle still this long (after the 2 s stillness window) is stopped
     gate_m: float = 4.0
@@ -78,6 +78,7 @@ class VisionProcessor:
         self.last_detections = Detections.empty()
         self.last_crossings: list[Crossing] = []
         self.last_mask: np.ndarray | None = None
+        self._last_frame_ms: int | None = None
 
     # ---- frames -------------------------------------------------------------
     def decode(self, jpeg: bytes) -> np.ndarray:
@@ -94,6 +95,10 @@ class VisionProcessor:
     def process_gray(self, gray: np.ndarray, time_ms: int) -> list[CameraObservation]:
         """One grey frame at working size (``decode_scale`` of the camera's frame size)."""
         out = self._roll(time_ms)
+        if self._last_frame_ms is not None and time_ms - self._last_frame_ms > 2000:
+            # a gap (burst mode, camera outage): moving tracks are stale, stopped ones may still be there
+            self.tracker.tracks = [t for t in self.tracker.tracks if t.still_since_ms is not None]
+        self._last_frame_ms = time_ms
         x0, y0, x1, y1 = self.roi
         crop = gray[y0:y1, x0:x1]
         bg = self.background
@@ -178,7 +183,7 @@ class VisionProcessor:
         for lane in np.unique(lanes[lanes > 0]):
             x = np.sort(xs[lanes == lane])[::-1]
             run_start = x[0]
-            for a, b in zip(x[:-1], x[1:]):
+            for a, b in zip(x[:-1], x[1:], strict=False):
                 if a - b > 15.0:
                     best = max(best, run_start - a + 5.0)
                     run_start = b

@@ -26,6 +26,7 @@ class Track:
     still_since_ms: int | None = None  # when it last stopped moving (None while moving)
     hits: int = 1
     x_first_m: float = 0.0
+    counted_ms: int | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -123,5 +124,22 @@ class Tracker:
             t.still_since_ms = None
         if not t.counted and t.confirmed and t.x_first_m < self.count_line_m <= t.x_m[-1] and t.velocity_ms() > 0.3:
             t.counted = True
+            t.counted_ms = time_ms
             lane = int(self.lane_of(np.array([t.y_m[-1]]))[0])
-            out.append(Crossing(time_ms, lane, t.velocity_ms() * 3.6, t.track_id))
+            if not self._fragment_of_counted(t, lane, time_ms):
+                out.append(Crossing(time_ms, lane, t.velocity_ms() * 3.6, t.track_id))
+
+    def _fragment_of_counted(self, t: Track, lane: int, time_ms: int) -> bool:
+        """True when ``t`` moves in lockstep with a vehicle counted moments ago in the same lane: two parts of
+        one body (a truck's cab and box, a dark car split at its windows), not two vehicles."""
+        speed = abs(t.velocity_ms())
+        reach_m = 9.0 if speed * 3.6 >= 25.0 else 5.0
+        for o in self.tracks:
+            if o is t or not o.counted or time_ms - o.t_ms[-1] > 200 or o.counted_ms is None:
+                continue
+            if time_ms - o.counted_ms > 1500:
+                continue
+            same_lane = int(self.lane_of(np.array([o.y_m[-1]]))[0]) == lane
+            if same_lane and abs(o.x_m[-1] - t.x_m[-1]) < reach_m and abs(abs(o.velocity_ms()) - speed) < 0.2 * speed + 0.5:
+                return True
+        return False
