@@ -138,6 +138,8 @@ class Network:
 
     def detector_numbers(self, ids: Iterable[str]) -> np.ndarray:
         """Detector numbers for ids; -1 for an id the network does not know."""
+        if ids is self.detector_ids:  # a whole-network batch that shares the network's id array
+            return np.arange(len(ids), dtype=np.int64)
         index = self.detector_index
         return np.fromiter((index.get(d, -1) for d in ids), dtype=np.int64)
 

@@ -20,10 +20,11 @@ import numpy as np
 from models.network import Network
 from models.records import Alert, FlowWindowBatch, Incident, ReadingBatch
 from stream.core.alerts import AlertRules, Subscription
+from stream.core.chains import StationChains, build_chain_detector
 from stream.core.flow import lane_metrics, segment_metrics, station_metrics
 from stream.core.health import DetectorHealth
-from stream.core.imputation import impute_lanes
-from stream.core.incidents import build_detector
+from stream.core.imputation import LaneShares, impute_lanes
+from stream.core.incidents.base import Alarms
 from stream.core.incidents.lifecycle import IncidentTracker
 from stream.core.travel_time import UsualTravelTime
 from stream.core.windows import TumblingWindow
@@ -74,6 +75,7 @@ class StationStage:
         }
         self.health = DetectorHealth(network, window_ms=config.incident_window_ms,
                                      resume_state=state.get("health"))
+        self.shares = LaneShares(network, resume_state=state.get("shares"))
         self._bad = np.asarray(state.get("bad", np.zeros(network.n_detectors, dtype=bool)), dtype=bool)
         self._next_health_ms: int | None = state.get("next_health_ms")
 
@@ -93,11 +95,16 @@ class StationStage:
                 lanes = lane_metrics(closed, self.network)
                 if length == self.config.incident_window_ms:
                     self.health.update(lanes)
+                    self.shares.update(lanes, self._bad)
                     self._maybe_health(closed.window_start_ms + length, out)
                 if self.config.impute and self._bad.any():
-                    lanes = impute_lanes(lanes, self._bad, self.network)
+                    # bad lanes replaced from their neighbours before stations aggregate them (as PeMS does)
+                    lanes = impute_lanes(lanes, self._bad, self.network, shares=self.shares, add_missing=False)
+                    stations = station_metrics(lanes, self.network)
+                else:
+                    stations = station_metrics(closed, self.network)
                 out.lanes.append(lanes)
-                out.stations.append(station_metrics(closed, self.network))
+                out.stations.append(stations)
         return out
 
     def _maybe_health(self, at_ms: int, out: StationOutput) -> None:
@@ -106,7 +113,7 @@ class StationStage:
         if at_ms < self._next_health_ms:
             return
         report = self.health.status(at_ms)
-        self._bad = report.status != "good"
+        self._bad = report.bad
         out.health.append({"at_ms": at_ms, "report": report})
         self._next_health_ms = at_ms - at_ms % self.config.health_every_ms + self.config.health_every_ms
 
@@ -115,6 +122,7 @@ class StationStage:
             "windows": {length: logic.snapshot() for length, logic in self.windows.items()},
             "health": self.health.snapshot(),
             "bad": self._bad.copy(),
+            "shares": self.shares.snapshot(),
             "next_health_ms": self._next_health_ms,
         }
 
@@ -130,72 +138,73 @@ class CorridorStage:
     """Station windows of whole roadways -> segments, incidents, alerts.
 
     Station windows may arrive in pieces (from several station workers); a
-    window of a roadway is processed once every station has reported it, or
-    once the stream has moved ``corridor_grace_ms`` past its end.
+    window is processed once every owned station has reported it, or once the
+    stream has moved ``corridor_grace_ms`` past its end. All owned roadways are
+    processed together: one vectorised call per window and algorithm over a
+    :class:`StationChains` layout, never a Python loop over roadways on the hot path.
     """
 
     def __init__(self, network: Network, config: PipelineConfig, roadway_keys: list[str] | None = None,
                  resume_state: dict | None = None) -> None:
         self.network = network
         self.config = config
-        self.roadway_keys = roadway_keys or [r.key for r in network.roadways]
+        self.chains = StationChains(network, roadway_keys)
         state = resume_state or {}
         det_state = state.get("detectors", {})
         trk_state = state.get("trackers", {})
-        self.detectors = {
-            (key, algo): build_detector(algo, network.roadway_by_key[key], resume_state=det_state.get((key, algo)))
-            for key in self.roadway_keys for algo in config.algorithms
-        }
+        n = self.chains.n_positions
+        self.detectors = {algo: build_chain_detector(algo, n, resume_state=det_state.get(algo))
+                          for algo in config.algorithms}
         self.trackers = {
             (key, algo): IncidentTracker(network.roadway_by_key[key], algo, resume_state=trk_state.get((key, algo)))
-            for key in self.roadway_keys for algo in config.algorithms
+            for key in self.chains.roadway_keys for algo in config.algorithms
         }
         self.alerts = AlertRules(config.subscriptions, network, resume_state=state.get("alerts"))
         self.usual = UsualTravelTime(network, resume_state=state.get("usual"))
-        self._pending: dict[tuple[str, int, int], list[FlowWindowBatch]] = state.get("pending", {})
+        self._pending: dict[tuple[int, int], list[FlowWindowBatch]] = state.get("pending", {})
         self._watermark_ms: int = state.get("watermark_ms", 0)
-        self._roadway_n_stations = {r.key: len(r.stations) for r in network.roadways}
-        self._station_roadway = {s.station_id: f"{s.corridor}-{s.direction}" for s in network.stations}
 
     def add(self, stations: FlowWindowBatch) -> None:
-        """Buffer station windows (any mix of roadways) until their roadway window is complete."""
+        """Buffer station windows (any mix of roadways and windows) until their window is complete."""
         if len(stations) == 0:
             return
-        keys = np.array([f"{c}-{d}" for c, d in zip(stations.corridor, stations.direction)], dtype=object)
-        for key in np.unique(keys):
-            if key not in self._roadway_n_stations:
-                continue
-            for start in np.unique(stations.window_start_ms[keys == key]):
-                mask = (keys == key) & (stations.window_start_ms == start)
-                self._pending.setdefault((str(key), stations.window_ms, int(start)), []).append(
-                    _take(stations, mask))
-                self._watermark_ms = max(self._watermark_ms, int(start) + stations.window_ms)
+        starts = stations.window_start_ms
+        for start in np.unique(starts):
+            part = stations if len(starts) and starts[0] == starts[-1] else _take(stations, starts == start)
+            self._pending.setdefault((stations.window_ms, int(start)), []).append(part)
+            self._watermark_ms = max(self._watermark_ms, int(start) + stations.window_ms)
 
     def poll(self, flush: bool = False) -> CorridorOutput:
-        """Process every roadway window that is complete (or overdue), oldest first."""
+        """Process every window that is complete (or overdue), oldest first."""
         out = CorridorOutput()
-        for pkey in sorted(self._pending, key=lambda k: (k[2], k[1], k[0])):
-            key, window_ms, start = pkey
+        for pkey in sorted(self._pending, key=lambda k: (k[1], k[0])):
+            window_ms, start = pkey
             parts = self._pending[pkey]
             n = sum(len(p) for p in parts)
             overdue = start + window_ms + self.config.corridor_grace_ms <= self._watermark_ms
-            if not (flush or overdue or n >= self._roadway_n_stations[key]):
+            if not (flush or overdue or n >= self.chains.n_stations):
                 continue
             del self._pending[pkey]
-            self._process(key, window_ms, start, _concat(parts), out)
+            self._process(window_ms, start, _concat(parts), out)
         return out
 
-    def _process(self, key: str, window_ms: int, start: int, stations: FlowWindowBatch, out: CorridorOutput) -> None:
+    def _process(self, window_ms: int, start: int, stations: FlowWindowBatch, out: CorridorOutput) -> None:
         segments = segment_metrics(stations, self.network)
         out.segments.append(segments)
         if window_ms != self.config.incident_window_ms:
             return
         self.usual.update(segments)
-        roadway = self.network.roadway_by_key[key]
+        occ, speed, flow = self.chains.station_arrays(stations)
+        at_ms = start + window_ms
         new_incidents: list[Incident] = []
-        for algo in self.config.algorithms:
-            alarms = self.detectors[(key, algo)].update_batch(stations, roadway)
-            new_incidents.extend(self.trackers[(key, algo)].update(start + window_ms, alarms))
+        for algo, detector in self.detectors.items():
+            alarms = self.chains.segment_alarms(detector.update(start, occ, speed, flow))
+            for key, sl in self.chains.roadway_segment_slices.items():
+                tracker = self.trackers[(key, algo)]
+                if tracker.n_open == 0 and not alarms.alarm[sl].any():
+                    continue  # nothing open, nothing new: the tracker has nothing to decide
+                new_incidents.extend(tracker.update(at_ms, Alarms(start, alarms.alarm[sl], alarms.confidence[sl],
+                                                                  alarms.severity[sl])))
         out.incidents.extend(new_incidents)
         alerting = [i for i in new_incidents if i.algorithm == self.config.alert_algorithm]
         out.alerts.extend(self.alerts.update(segments, alerting, usual_travel_time_s=self.usual.usual_s))
