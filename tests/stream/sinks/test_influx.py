@@ -366,3 +366,19 @@ def test_a_malformed_batch_is_kept_aside_not_retried_forever(influx, bucket, tmp
     rejected = list((tmp_path / "spool" / "rejected").iterdir())
     assert len(rejected) == 1 and read_lines(rejected[0]) == [f'pipeline,component=core lag_ms="five" {T0_MS + 1}']
     assert Spool(tmp_path / "spool").status().pending_points == 0
+
+
+def test_a_partial_batch_is_written_after_the_flush_interval_without_flush(influx, bucket, tmp_path):
+    """An idle stream still gets its last points out (what a faust worker relies on between bursts)."""
+    import time
+
+    sink = make_sink(influx, bucket, tmp_path / "spool", batch_size=5000, flush_interval_ms=200)
+    try:
+        sink.write_incidents(incidents())
+        deadline = time.monotonic() + 60  # a guard against hanging, not a timing goal
+        while sink.stats.points_written < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sink.stats.points_written == 2
+        assert len(query_rows(influx, bucket, "incident")) == 2
+    finally:
+        sink.close()
