@@ -11,7 +11,8 @@ least ``min_speed_drop_frac`` below baseline) or its occupancy rose (z and at
 least ``min_occ_rise_pct`` points, unless the speed contradicts it by staying near
 free flow: that is a chattering or stuck loop). Segment i (station i -> i+1) is a
 *candidate* when the upstream station is congested and the downstream one is
-not, the occupancy differs across the segment (OCCDF, OCCRDF as in California),
+not, occupancy or speed steps across the segment (OCCDF/OCCRDF as in California,
+or the downstream station much faster),
 the downstream flow is starved (below ``flow_ratio_max`` of the station's
 high flow, a running 95th percentile that stands in for its capacity: a queue
 discharging or an active recurrent bottleneck passes capacity flow downstream,
@@ -48,6 +49,8 @@ class StatisticalConfig:
     min_occ_rise_pct: float = 8.0
     min_occdf_pct: float = 8.0
     min_occrdf: float = 0.4
+    min_speed_diff_kmh: float = 25.0  # or: downstream this much faster than upstream ...
+    max_speed_ratio: float = 0.6  # ... and upstream below this share of the downstream speed
     flow_ratio_max: float = 0.85  # downstream flow / its running high flow (p95) below this = starved
     high_flow_quantile: float = 0.95
     high_flow_step: float = 0.02  # quantile-tracker step, as a share of the tracked value per interval
@@ -117,12 +120,17 @@ class StatisticalDetector:
         flow_ratio = np.where(np.isfinite(flow_ratio), flow_ratio, 1.0)
         decided = ready[up] & ready[down]
         down_clear = ~congested[down] & (self.quiet_for[down] >= cfg.wave_memory_intervals)
-        candidate = (decided & congested[up] & down_clear & (occdf >= cfg.min_occdf_pct)
-                     & (occrdf >= cfg.min_occrdf) & (flow_ratio < cfg.flow_ratio_max))
+        with np.errstate(invalid="ignore"):
+            # the step across the segment: in occupancy (as California) or in speed (a station right at
+            # the incident sees slow, thin traffic squeezing past, so its occupancy stays low)
+            step = ((occdf >= cfg.min_occdf_pct) & (occrdf >= cfg.min_occrdf)) | (
+                (speed[down] - speed[up] >= cfg.min_speed_diff_kmh) & (speed[up] <= cfg.max_speed_ratio * speed[down]))
+        candidate = decided & congested[up] & down_clear & step & (flow_ratio < cfg.flow_ratio_max)
         # an alarm continues on relaxed tests while the queue, the occupancy step and the starved flow last
         queue_up = (z_up[up] >= cfg.z_congested / 2) | congested[up]
-        holding = (self.alarm & decided & queue_up & ~congested[down] & (occrdf >= cfg.min_occrdf / 2)
-                   & (flow_ratio < 1.0))
+        with np.errstate(invalid="ignore"):
+            step_holds = (occrdf >= cfg.min_occrdf / 2) | (speed[up] <= (1 + cfg.max_speed_ratio) / 2 * speed[down])
+        holding = self.alarm & decided & queue_up & ~congested[down] & step_holds & (flow_ratio < 1.0)
 
         run = np.where(candidate, self.run_length + 1, 0)
         needed = np.where(extra >= 0.5, cfg.evidence_persistence_intervals, cfg.persistence_intervals)
