@@ -24,8 +24,8 @@ so writing the same window, incident event or alert again overwrites it instead
 of adding a duplicate (this is what makes spool replay and reprocessing safe).
 Dead letters would collide when two land in the same millisecond, so they are
 written with nanosecond precision and a deterministic 0..999,999 ns offset
-derived from their content (CRC-32 of source, key, row and payload, plus the
-occurrence number of identical letters in one call).
+derived from their content (the local store's ``dead_letter_seq``: key, row,
+detail, payload), so both stores agree on what is one dead letter.
 """
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ import math
 import queue
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,6 +44,7 @@ import numpy as np
 
 from models.records import Alert, DeadLetter, FlowWindowBatch, Incident
 from stream.sinks.spool import Spool
+from stream.sinks.sqlite_store import dead_letter_seq, window_tag
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,8 @@ def make_line(measurement: str, tags: dict[str, Any], fields: dict[str, Any], ti
 
 
 def window_label(window_ms: int) -> str:
-    """30000 -> '30s', 60000 -> '1m', 300000 -> '5m', 3600000 -> '1h' (the ``window`` tag)."""
-    for unit_ms, unit in ((3_600_000, "h"), (60_000, "m"), (1000, "s")):
-        if window_ms % unit_ms == 0:
-            return f"{window_ms // unit_ms}{unit}"
-    return f"{window_ms}ms"
+    """30000 -> '30s', 60000 -> '1m', 300000 -> '5m' (the ``window`` tag; the local store's ``window_tag``)."""
+    return window_tag(window_ms)
 
 
 def _tag_column(key: str, values: np.ndarray) -> list[str]:
@@ -174,17 +171,24 @@ def alert_line(alert: Alert) -> str | None:
 
 
 def dead_letter_lines(letters: Iterable[DeadLetter]) -> list[str]:
-    """Dead letters at ns precision: at_ms * 1e6 + a deterministic offset keeps letters in one ms apart."""
+    """Dead letters at ns precision: ``at_ms * 1e6 + offset``, the offset from the local store's ``dead_letter_seq``.
+
+    Same identity as the sqlite store: one letter written twice is one point;
+    different letters in the same ms get different offsets (a clash of two
+    different letters within one call is moved to the next free offset).
+    """
     lines: list[str] = []
-    seen: dict[tuple[int, int], int] = {}
+    taken: dict[int, int] = {}  # ts_ns -> seq that holds it
     for d in letters:
-        digest = zlib.crc32(f"{d.source}\x00{d.key}\x00{d.row}\x00".encode() + d.payload)
-        occurrence = seen.get((d.at_ms, digest), 0)
-        seen[(d.at_ms, digest)] = occurrence + 1
-        ts_ns = int(d.at_ms) * 1_000_000 + (digest + occurrence) % 1_000_000
+        seq = dead_letter_seq(d)
+        base_ns = int(d.at_ms) * 1_000_000
+        offset = seq % 1_000_000
+        while taken.get(base_ns + offset, seq) != seq:
+            offset = (offset + 1) % 1_000_000
+        taken[base_ns + offset] = seq
         line = make_line("dead_letter", {"reason": d.reason, "source": d.source},
                          {"detail": d.detail, "key": d.key, "payload": base64.b64encode(d.payload).decode("ascii"),
-                          "row": d.row}, ts_ns)
+                          "row": d.row}, base_ns + offset)
         if line is not None:
             lines.append(line)
     return lines
