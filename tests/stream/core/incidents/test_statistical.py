@@ -193,3 +193,26 @@ def test_snapshot_restore_continues_identically():
     rest = [resumed.update(t * MIN, data["occ"][t], data["speed"][t], data["flow"][t]).alarm for t in range(70, 140)]
     assert np.array_equal(full[70:], np.array(rest))
     assert full[70:].any()
+
+
+def test_chattering_loop_high_occupancy_at_free_speed_is_not_an_incident():
+    # one lane's loop chatters: the station's occupancy jumps to 25-45 % while speed stays ~80 km/h
+    data = free_flow(14, 300)
+    rng = np.random.default_rng(15)
+    bad = np.arange(60, 300)
+    data["occ"][bad, 3] = rng.uniform(25, 45, len(bad))
+    data["flow"][bad, 4] *= 0.7  # and the downstream station happens to be quiet
+    assert alarm_onsets(run(StatisticalDetector(N_ST), data)) == 0
+
+
+def test_incident_at_a_station_seen_as_a_speed_step():
+    # the blocked section sits on station 3: its detectors see slow, thin traffic (low occupancy),
+    # so there is no occupancy step across segment 3, only a speed step; station 2 holds the queue
+    data = free_flow(16, 120)
+    congest(data, 3, 60, 100, occ=6, speed=40, flow=1500, seed=16)
+    congest(data, 2, 62, 100, occ=55, speed=8, flow=1800, seed=17)
+    for st in range(4, N_ST):
+        congest(data, st, 60, 100, occ=3, speed=95, flow=1600, seed=18)
+    alarms = run(StatisticalDetector(N_ST), data)
+    assert alarms[60:66, 3].any()
+    assert not np.delete(alarms, 3, axis=1)[:, 3:].any()
