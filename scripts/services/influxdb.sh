@@ -12,7 +12,7 @@ INFLUX_RPC_PORT="${INFLUX_RPC_PORT:-8088}"
 INFLUX_ORG="${INFLUX_ORG:-roadpulse}"
 INFLUX_TOKEN="${INFLUX_TOKEN:-roadpulse-dev-token}"
 INFLUX_BUCKET="${INFLUX_BUCKET:-roadpulse}"
-INFLUX_START_TIMEOUT="${INFLUX_START_TIMEOUT:-60}"
+INFLUX_START_TIMEOUT="${INFLUX_START_TIMEOUT:-120}"
 INFLUX_MODULE="github.com/influxdata/influxdb"
 
 INFLUX_HOME="$ROADPULSE_CACHE/influxdb/$INFLUX_VERSION"
@@ -44,7 +44,7 @@ Authentication is off: any token is accepted; the org is ignored; a bucket is
 Environment: ROADPULSE_CACHE, ROADPULSE_RUN, INFLUX_PORT (8086),
 INFLUX_RPC_PORT (8088, backup/restore RPC, bound to 127.0.0.1),
 INFLUX_BUCKET (roadpulse), INFLUX_ORG (roadpulse), INFLUX_TOKEN
-(roadpulse-dev-token), INFLUX_START_TIMEOUT (60), GO (go binary).
+(roadpulse-dev-token), INFLUX_START_TIMEOUT (120), GO (go binary).
 Log: $RUN_DIR/influxd.log
 EOF
 }

@@ -10,7 +10,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_HEAP="${KAFKA_HEAP:--Xmx1g}"
-KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 MAVEN_DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
 KAFKA_HOME="$ROADPULSE_CACHE/kafka/$KAFKA_VERSION"
@@ -34,7 +34,7 @@ Single-node Apache Kafka $KAFKA_VERSION (KRaft, broker+controller) on 127.0.0.1.
   status   exit 0 if the broker runs and its port accepts, 3 otherwise.
 
 Environment: ROADPULSE_CACHE, ROADPULSE_RUN, KAFKA_PORT (9092),
-KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP (-Xmx1g), KAFKA_START_TIMEOUT (90),
+KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP (-Xmx1g), KAFKA_START_TIMEOUT (120),
 ROADPULSE_PYTHON (interpreter with confluent_kafka for the readiness check).
 Logs: $RUN_DIR/logs/server.log (broker), $RUN_DIR/stdout.log (JVM).
 Clients: bootstrap servers 127.0.0.1:$KAFKA_PORT
@@ -85,7 +85,7 @@ EOF
         log_tail "$work/mvn.log"
         die "maven could not fetch the Kafka jars (log: $work/mvn.log)"
     fi
-    ls "$LIBS.tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "kafka_2.13 jar missing after maven run"
+    [[ -f "$LIBS.tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "kafka_2.13 jar missing after maven run"
     rm -rf "$LIBS"
     mv "$LIBS.tmp" "$LIBS"
     touch "$LIBS/.complete"
@@ -130,6 +130,8 @@ log4j.logger.org.apache.kafka.controller=INFO
 log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.log.LogCleaner=WARN
 EOF
+    # The storage formatter logs to its own file.
+    sed "s#logs/server.log#logs/format.log#" "$RUN_DIR/log4j.properties" >"$RUN_DIR/log4j-tools.properties"
 }
 
 # 22-character base64url cluster id from 16 random bytes (what `random-uuid` prints).
@@ -175,10 +177,10 @@ start() {
     rm -rf "$RUN_DIR"
     write_config
     cp="$LIBS/*"
-    if ! java -Dlog4j.configuration="file:$RUN_DIR/log4j.properties" -cp "$cp" \
+    if ! java -Dlog4j.configuration="file:$RUN_DIR/log4j-tools.properties" -cp "$cp" \
         kafka.tools.StorageTool format -t "$(cluster_id)" -c "$RUN_DIR/server.properties" \
         >"$RUN_DIR/format.log" 2>&1; then
-        log_tail "$RUN_DIR/format.log"
+        log_tail "$RUN_DIR/format.log" "$RUN_DIR/logs/format.log"
         die "formatting the storage dir failed"
     fi
     log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"

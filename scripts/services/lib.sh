@@ -88,7 +88,8 @@ project_python() {
 # fragments of the services whose pid files point at a live process.
 compose_services_env() {
     mkdir -p "$ROADPULSE_RUN"
-    local f="$ROADPULSE_RUN/services.env" svc
+    local f="$ROADPULSE_RUN/services.env" svc tmp
+    tmp="$(mktemp "$f.XXXXXX")"
     {
         echo "# Written by scripts/services. Use: set -a; . $f; set +a"
         for svc in kafka influxdb; do
@@ -97,6 +98,7 @@ compose_services_env() {
                 cat "$ROADPULSE_RUN/$svc/client.env"
             fi
         done
-    } >"$f.tmp"
-    mv "$f.tmp" "$f"
+    } >"$tmp"
+    chmod 644 "$tmp"
+    mv -f "$tmp" "$f"
 }

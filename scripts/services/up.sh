@@ -16,8 +16,8 @@ writes $ROADPULSE_RUN/services.env for tests:
 
   set -a; . "$ROADPULSE_RUN/services.env"; set +a
 
-Both are installed first (Kafka jars and the influxd build run one after the
-other), then started. If either fails to start, both are stopped and the exit
+Both are installed first (Kafka jars, then the influxd build), then started
+side by side. If either fails to start, both are stopped and the exit
 status is non-zero. Stop them with down.sh.
 USAGE
     exit 0
@@ -26,8 +26,17 @@ fi
 t0=$(now_s)
 "$SERVICES_DIR/kafka.sh" install
 "$SERVICES_DIR/influxdb.sh" install
-if ! "$SERVICES_DIR/kafka.sh" start || ! "$SERVICES_DIR/influxdb.sh" start >/dev/null; then
-    log "start-up failed; stopping whatever was started"
+# Start both at once (each waits for its own readiness), then check both.
+"$SERVICES_DIR/kafka.sh" start &
+kafka_job=$!
+"$SERVICES_DIR/influxdb.sh" start >/dev/null &
+influx_job=$!
+kafka_rc=0
+influx_rc=0
+wait "$kafka_job" || kafka_rc=$?
+wait "$influx_job" || influx_rc=$?
+if ((kafka_rc != 0 || influx_rc != 0)); then
+    log "start-up failed (kafka.sh rc=$kafka_rc, influxdb.sh rc=$influx_rc); stopping whatever was started"
     "$SERVICES_DIR/down.sh" || true
     exit 1
 fi
