@@ -73,6 +73,13 @@ def _interval_start_ms(col: pd.Series, where: str) -> np.ndarray:
     return _utc_ms(parsed)
 
 
+def _numeric(df: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    try:
+        return pd.to_numeric(df[column], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, TypeError) as exc:
+        raise ReplayFormatError(f"{where}: column {column}: {exc}") from exc
+
+
 def _to_batch(df: pd.DataFrame, where: str) -> ReadingBatch:
     """A chunk of file rows as a typed batch (row order kept)."""
     missing = [c for c in REQUIRED if c not in df.columns]
@@ -80,22 +87,19 @@ def _to_batch(df: pd.DataFrame, where: str) -> ReadingBatch:
         missing.append("interval_s or interval_ms")
     if missing:
         raise ReplayFormatError(f"{where}: missing column(s) {missing}")
-    try:
-        if "interval_ms" in df.columns:
-            interval_ms = pd.to_numeric(df["interval_ms"], errors="raise").to_numpy().astype(np.int64)
-        else:
-            interval_ms = np.rint(pd.to_numeric(df["interval_s"], errors="raise").to_numpy(np.float64) * 1000)
-        count = pd.to_numeric(df["vehicle_count"], errors="raise")
-        if count.isna().any() or (count != np.floor(count)).any():
-            raise ValueError("vehicle_count must be a whole number on every row")
-        occupancy = pd.to_numeric(df["occupancy_pct"], errors="raise").to_numpy(np.float64)
-        speed = pd.to_numeric(df["speed_kmh"], errors="raise").to_numpy(np.float64)  # blank -> NaN
-    except (ValueError, TypeError) as exc:
-        raise ReplayFormatError(f"{where}: {exc}") from exc
+    if "interval_ms" in df.columns:
+        interval_ms = _numeric(df, "interval_ms", where)
+    else:
+        interval_ms = np.rint(_numeric(df, "interval_s", where) * 1000)
+    count = _numeric(df, "vehicle_count", where)
+    if np.isnan(count).any() or (count != np.floor(count)).any():
+        raise ReplayFormatError(f"{where}: vehicle_count must be a whole number on every row")
+    occupancy = _numeric(df, "occupancy_pct", where)
+    speed = _numeric(df, "speed_kmh", where)  # blank -> NaN
     return ReadingBatch.from_columns(
         detector_id=df["detector_id"].astype(str).to_numpy(dtype=object),
         interval_start_ms=_interval_start_ms(df["interval_start"], where),
-        interval_ms=np.asarray(interval_ms, dtype=np.int64), vehicle_count=count.to_numpy().astype(np.int64),
+        interval_ms=np.asarray(interval_ms, dtype=np.int64), vehicle_count=count.astype(np.int64),
         occupancy_pct=occupancy, speed_kmh=speed)
 
 

@@ -136,7 +136,7 @@ def _check_dead_letter_payload(dl: DeadLetter, original: dict[str, Any]) -> None
             assert got[c] == repr(v)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(message, min_size=1, max_size=6), st.booleans())
 def test_every_row_is_accepted_or_dead_lettered_with_the_reference_reason(messages: list, batched: bool) -> None:
     validator = ReadingValidator(NET, max_future_ms=MAX_FUTURE, max_past_ms=MAX_PAST, max_speed_kmh=MAX_SPEED,

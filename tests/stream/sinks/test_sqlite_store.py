@@ -152,6 +152,6 @@ def test_data_survive_reopening(tmp_path: Path) -> None:
 
 def test_schema_matches_the_contract() -> None:
     assert MEASUREMENTS["flow"].tags == ("level", "window", "entity_id", "corridor", "direction")
-    assert MEASUREMENTS["dead_letter"].key == ("reason", "source", "at_ms", "seq")
+    assert MEASUREMENTS["dead_letter"].key == ("at_ms", "reason", "source", "seq")
     assert [window_tag(ms) for ms in (30_000, 60_000, 300_000, 3_600_000, 1500)] == ["30s", "1m", "5m", "1h",
                                                                                       "1500ms"]
