@@ -79,15 +79,22 @@ install() {
   </dependencies>
 </project>
 EOF
-    rm -rf "$LIBS.tmp"
+    local out
+    out="$(mktemp -d "$KAFKA_HOME/libs.XXXXXX")"
     if ! (cd "$work" && mvn -B -q "$MAVEN_DEP_PLUGIN:copy-dependencies" \
-        -DincludeScope=runtime -DoutputDirectory="$LIBS.tmp") >"$work/mvn.log" 2>&1; then
+        -DincludeScope=runtime -DoutputDirectory="$out") >"$work/mvn.log" 2>&1; then
         log_tail "$work/mvn.log"
+        rm -rf "$out"
         die "maven could not fetch the Kafka jars (log: $work/mvn.log)"
     fi
-    [[ -f "$LIBS.tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "kafka_2.13 jar missing after maven run"
+    [[ -f "$out/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "kafka_2.13 jar missing after maven run"
+    if [[ -f "$LIBS/.complete" ]]; then # another install finished first
+        rm -rf "$out" "$work"
+        log "jars cached in $LIBS"
+        return 0
+    fi
     rm -rf "$LIBS"
-    mv "$LIBS.tmp" "$LIBS"
+    mv "$out" "$LIBS"
     touch "$LIBS/.complete"
     rm -rf "$work"
     log "installed $(find "$LIBS" -name '*.jar' | wc -l) jars in $(($(now_s) - t0))s"
