@@ -52,6 +52,7 @@ class StatisticalConfig:
     min_speed_diff_kmh: float = 25.0  # or: downstream this much faster than upstream ...
     max_speed_ratio: float = 0.6  # ... and upstream below this share of the downstream speed
     flow_ratio_max: float = 0.85  # downstream flow / its running high flow (p95) below this = starved
+    flow_ratio_hold: float = 0.9  # an alarm holds while the ratio stays below this
     high_flow_quantile: float = 0.95
     high_flow_step: float = 0.02  # quantile-tracker step, as a share of the tracked value per interval
     wave_memory_intervals: int = 5
@@ -130,7 +131,7 @@ class StatisticalDetector:
         queue_up = (z_up[up] >= cfg.z_congested / 2) | congested[up]
         with np.errstate(invalid="ignore"):
             step_holds = (occrdf >= cfg.min_occrdf / 2) | (speed[up] <= (1 + cfg.max_speed_ratio) / 2 * speed[down])
-        holding = self.alarm & decided & queue_up & ~congested[down] & step_holds & (flow_ratio < 1.0)
+        holding = self.alarm & decided & queue_up & ~congested[down] & step_holds & (flow_ratio < cfg.flow_ratio_hold)
 
         run = np.where(candidate, self.run_length + 1, 0)
         needed = np.where(extra >= 0.5, cfg.evidence_persistence_intervals, cfg.persistence_intervals)
