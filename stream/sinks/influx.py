@@ -396,6 +396,7 @@ class InfluxSink:
                 self._spool(*item)
             finally:
                 self._queue.task_done()
+            self._maybe_replay()  # also while busy: an outage must end even if the queue never drains
 
     def _on_idle(self) -> None:
         if self._closed:
@@ -405,7 +406,10 @@ class InfluxSink:
                 pending = any(self._buffers.values())
             if pending:
                 self._hand_over_nowait()
-        if time.monotonic() - self._last_replay >= self.replay_interval_s:
+        self._maybe_replay()
+
+    def _maybe_replay(self) -> None:
+        if not self._closed and time.monotonic() - self._last_replay >= self.replay_interval_s:
             self.replay_spool()
 
     def _hand_over_nowait(self) -> None:

@@ -427,3 +427,31 @@ def test_a_partial_batch_is_written_after_the_flush_interval_without_flush(influ
         assert len(query_rows(influx, bucket, "incident")) == 2
     finally:
         sink.close()
+
+
+def test_the_sink_recovers_by_itself_when_the_server_comes_back(influx, tmp_path):
+    """Outage (bucket missing) -> batches spooled; bucket created -> the periodic replay delivers them
+    and later batches are written directly again, with no replay_spool() or close() call."""
+    import time
+
+    missing = f"rp_test_{uuid.uuid4().hex[:10]}"
+    sink = make_sink(influx, missing, tmp_path / "spool", batch_size=6, replay_interval_s=0.2)
+    try:
+        sink.write_flow(segment_batch())
+        sink.flush()
+        assert sink.stats.spooled == 6 and sink.stats.points_written == 0
+        sink.write_flow(segment_batch(start_ms=T0_MS + 60_000))  # outage: straight to the spool
+        sink.flush()
+        assert sink.stats.spooled == 12 and sink.stats.batches_failed == 1  # no retries during the outage
+        create_bucket(influx, missing)
+        deadline = time.monotonic() + 60  # a guard against hanging, not a timing goal
+        while sink.stats.replayed < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sink.stats.replayed == 12
+        sink.write_flow(segment_batch(start_ms=T0_MS + 120_000))
+        sink.flush()
+        assert sink.stats.spooled == 12 and sink.stats.points_written == 18
+        assert len(query_rows(influx, missing, "flow")) == 18
+    finally:
+        sink.close()
+        drop_bucket(influx, missing)
