@@ -14,8 +14,9 @@ that still fails after ``max_retries`` is appended to the on-disk spool
 ``replay_interval_s`` and on ``close()``. After such a failure the sink is in
 outage mode: new batches go straight to the spool (behind the older ones, so
 order is kept) until a replay empties it, so ``write_*`` and ``flush()`` are
-never held up by retries against a dead server. Nothing is dropped silently -- unlike influxdb-client's default batching
-WriteApi, which logs a failed batch and forgets it. A batch the server rejects
+never held up by retries against a dead server. Nothing is dropped silently,
+unlike with influxdb-client's default batching WriteApi, which logs a failed
+batch and forgets it. A batch the server rejects
 as malformed (HTTP 400) cannot succeed on retry: it is kept in the spool's
 ``rejected/`` folder and counted in ``stats.batches_rejected``.
 
@@ -202,8 +203,11 @@ def dead_letter_lines(letters: Iterable[DeadLetter]) -> list[str]:
 HEALTH_TAGS = ("detector_id", "corridor", "direction", "status")
 
 
-def health_lines(rows: Iterable[dict]) -> list[str]:
-    """Detector health rows (stream.embedded.health_rows): tags as in the schema, the rest are fields."""
+def health_lines(rows: Iterable[dict] | Any) -> list[str]:
+    """Detector health rows (stream.embedded.health_rows, or a DataFrame as the local store takes):
+    tags as in the schema, ``at_ms`` the time, every other key a field."""
+    if hasattr(rows, "to_dict"):
+        rows = rows.to_dict("records")
     out = []
     for row in rows:
         tags = {k: row[k] for k in HEALTH_TAGS if k in row}
