@@ -17,6 +17,7 @@ from stream.core.incidents.base import (
     StationArrays,
     roadway_station_arrays,
     run_batch,
+    segment_values,
 )
 from stream.core.incidents.california import CaliforniaConfig, CaliforniaDetector
 from stream.core.incidents.statistical import StatisticalConfig, StatisticalDetector
@@ -39,4 +40,5 @@ def build_detector(name: str, roadway: Roadway, resume_state: dict[str, Any] | N
 __all__ = [
     "ALGORITHMS", "Alarms", "CaliforniaConfig", "CaliforniaDetector", "IncidentDetector", "StationArrays",
     "StatisticalConfig", "StatisticalDetector", "build_detector", "roadway_station_arrays", "run_batch",
+    "segment_values",
 ]

@@ -8,7 +8,7 @@ had no data); its output is per *segment* (segment i = station i -> i+1).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 
@@ -81,15 +81,28 @@ def roadway_station_arrays(stations: FlowWindowBatch, roadway: Roadway) -> list[
     return out
 
 
-def run_batch(detector: IncidentDetector, stations: FlowWindowBatch, roadway: Roadway) -> Alarms:
+def run_batch(detector: Any, stations: FlowWindowBatch, roadway: Roadway, **extra: Any) -> Alarms:
     """Feed every window of ``stations`` to ``detector`` in time order; the last window's alarms.
 
+    ``extra`` keyword arguments (e.g. ``extra_evidence``) go to every ``update`` call.
     A batch without rows of this roadway yields no alarms (quiet, window start -1).
     """
     alarms = Alarms.quiet(-1, max(len(roadway.stations) - 1, 0))
     for arrays in roadway_station_arrays(stations, roadway):
-        alarms = detector.update(arrays.window_start_ms, arrays.occupancy_pct, arrays.speed_kmh, arrays.flow_veh_h)
+        alarms = detector.update(arrays.window_start_ms, arrays.occupancy_pct, arrays.speed_kmh, arrays.flow_veh_h,
+                                 **extra)
     return alarms
+
+
+def segment_values(roadway: Roadway, by_segment_id: Mapping[str, Any], default: float = 0.0) -> np.ndarray:
+    """Per-segment array for ``roadway`` from a {segment_id: value} mapping (bool or 0..1, e.g. camera
+    stopped-vehicle evidence); objects with a ``stopped_vehicle`` attribute count as that flag."""
+    out = np.full(len(roadway.segments), float(default))
+    for i, seg in enumerate(roadway.segments):
+        if seg.segment_id in by_segment_id:
+            v = by_segment_id[seg.segment_id]
+            out[i] = float(getattr(v, "stopped_vehicle", v))
+    return out
 
 
 def check_station_arrays(n_stations: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:

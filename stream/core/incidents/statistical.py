@@ -155,8 +155,10 @@ class StatisticalDetector:
         self._learn(occ, speed, has & ~congested & ~involved)
         return Alarms(int(window_start_ms), self.alarm.copy(), self.confidence.copy(), self.severity.copy())
 
-    def update_batch(self, stations: FlowWindowBatch, roadway: Roadway) -> Alarms:
-        return run_batch(self, stations, roadway)
+    def update_batch(self, stations: FlowWindowBatch, roadway: Roadway,
+                     extra_evidence: np.ndarray | None = None) -> Alarms:
+        """Every window of a station batch in time order (see ``base.segment_values`` for evidence)."""
+        return run_batch(self, stations, roadway, extra_evidence=extra_evidence)
 
     # ---- pieces --------------------------------------------------------------
     def _congestion(self, occ: np.ndarray, speed: np.ndarray, ready: np.ndarray

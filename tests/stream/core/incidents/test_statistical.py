@@ -216,3 +216,15 @@ def test_incident_at_a_station_seen_as_a_speed_step():
     alarms = run(StatisticalDetector(N_ST), data)
     assert alarms[60:66, 3].any()
     assert not np.delete(alarms, 3, axis=1)[:, 3:].any()
+
+
+def test_segment_values_maps_camera_flags_onto_the_roadway():
+    from types import SimpleNamespace
+
+    from models.network import Network
+    from stream.core.incidents import segment_values
+
+    net = Network.from_dict({"name": "t", "roadways": [{"corridor": "X", "direction": "E", "stations": [
+        {"id": f"S{i}", "km": float(i), "lanes": 2} for i in range(4)]}]})
+    flags = {"S1>S2": SimpleNamespace(stopped_vehicle=True), "S0>S1": 0.25, "ELSEWHERE": 1.0}
+    assert segment_values(net.roadways[0], flags).tolist() == [0.25, 1.0, 0.0]
