@@ -19,14 +19,11 @@ import time
 
 
 def measure(n_detectors: int, intervals: int, repeats: int) -> dict:
-    import numpy as np
-
+    from ingest.publish import encode_station_messages
     from ingest.validate import ReadingValidator
     from models.singapore import singapore_network
-    from models.wire import encode_readings
     from simulators import SimulationConfig, TrafficSimulator
     from stream.core.pipeline import CorridorStage, PipelineConfig, StationStage
-    from stream.embedded import split_by_station
 
     network = singapore_network(n_detectors)
     duration_s = intervals * 30
@@ -57,7 +54,7 @@ def measure(n_detectors: int, intervals: int, repeats: int) -> dict:
         core_rates.append(n_readings / (time.perf_counter() - t0))
 
     # the whole door: per-station messages decoded and validated, then the core
-    messages = [[(k, encode_readings(sb)) for k, sb in split_by_station(b, network)] for b in batches]
+    messages = [[(k, p) for k, p, _ in encode_station_messages(b, network)] for b in batches]
     door_rates = []
     for _ in range(repeats):
         validator = ReadingValidator(network)
@@ -66,13 +63,9 @@ def measure(n_detectors: int, intervals: int, repeats: int) -> dict:
         t0 = time.perf_counter()
         for b, msgs in zip(batches, messages):
             now = int(b.interval_start_ms.max() + 30_000)
-            goods, dets = [], []
-            for key, payload in msgs:
-                good, det, _ = validator.validate(payload, key=key, source="bench", now_ms=now)
-                goods.append(good)
-                dets.append(det)
-            from models.records import ReadingBatch
-            stations.process(np.concatenate(dets), ReadingBatch.concat(goods))
+            good, det, _ = validator.validate_many([p for _, p in msgs], [k for k, _ in msgs], source="bench",
+                                                   now_ms=now)
+            stations.process(det, good)
             for s in stations.poll().stations:
                 corridors.add(s)
             corridors.poll()

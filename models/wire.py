@@ -43,25 +43,26 @@ class WireError(ValueError):
 
 def encode_readings(batch: ReadingBatch, fmt: str = "json") -> bytes:
     """One message of readings (columnar)."""
+    return encode_columns(batch.detector_id.tolist(), batch.interval_start_ms, batch.interval_ms,
+                          batch.vehicle_count, batch.occupancy_pct, batch.speed_kmh, fmt)
+
+
+def encode_columns(detector_id: list[str], interval_start_ms: np.ndarray, interval_ms: np.ndarray,
+                   vehicle_count: np.ndarray, occupancy_pct: np.ndarray, speed_kmh: np.ndarray,
+                   fmt: str = "json") -> bytes:
+    """A readings message from its columns (numpy arrays; ids as a list)."""
     if fmt == "json":  # numpy columns serialised natively by orjson (NaN -> null)
-        return orjson.dumps({"v": WIRE_VERSION, "d": batch.detector_id.tolist(),
-                             "t": np.ascontiguousarray(batch.interval_start_ms, dtype=np.int64),
-                             "i": np.ascontiguousarray(batch.interval_ms, dtype=np.int64),
-                             "n": np.ascontiguousarray(batch.vehicle_count, dtype=np.int64),
-                             "o": np.ascontiguousarray(batch.occupancy_pct, dtype=np.float64),
-                             "s": np.ascontiguousarray(batch.speed_kmh, dtype=np.float64)},
+        return orjson.dumps({"v": WIRE_VERSION, "d": detector_id,
+                             "t": np.ascontiguousarray(interval_start_ms, dtype=np.int64),
+                             "i": np.ascontiguousarray(interval_ms, dtype=np.int64),
+                             "n": np.ascontiguousarray(vehicle_count, dtype=np.int64),
+                             "o": np.ascontiguousarray(occupancy_pct, dtype=np.float64),
+                             "s": np.ascontiguousarray(speed_kmh, dtype=np.float64)},
                             option=orjson.OPT_SERIALIZE_NUMPY)
-    doc = {
-        "v": WIRE_VERSION,
-        "d": batch.detector_id.tolist(),
-        "t": batch.interval_start_ms.tolist(),
-        "i": batch.interval_ms.tolist(),
-        "n": batch.vehicle_count.tolist(),
-        "o": batch.occupancy_pct.tolist(),
-        "s": batch.speed_kmh.tolist(),
-    }
     if fmt == "msgpack":
-        return msgpack.packb(doc, use_bin_type=True)
+        return msgpack.packb({"v": WIRE_VERSION, "d": detector_id, "t": interval_start_ms.tolist(),
+                              "i": interval_ms.tolist(), "n": vehicle_count.tolist(),
+                              "o": occupancy_pct.tolist(), "s": speed_kmh.tolist()}, use_bin_type=True)
     raise ValueError(f"unknown wire format {fmt!r}; choose one of {FORMATS}")
 
 

@@ -1,3 +1,5 @@
-from roadpulse.cli import main
 import sys
+
+from roadpulse.cli import main
+
 sys.exit(main())

@@ -6,8 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from roadpulse.settings import (DEFAULT_START, Settings, SettingsError, env_default, parse_duration_s,
-                                parse_time_ms)
+from roadpulse.settings import DEFAULT_START, Settings, SettingsError, env_default, parse_duration_s, parse_time_ms
 
 EPILOG = """examples:
   roadpulse run                              a simulated day on Singapore's expressways, embedded (no servers)

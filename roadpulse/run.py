@@ -17,7 +17,7 @@ from roadpulse.settings import Settings
 from simulators import IncidentSpec, SimulationConfig, TrafficSimulator
 from stream.core.pipeline import PipelineConfig
 from stream.core.scoring import Score, score_incidents
-from stream.embedded import EmbeddedPipeline, Throughput, publish_readings, split_by_station
+from stream.embedded import EmbeddedPipeline, Throughput, publish_readings
 from stream.sinks.sqlite_store import LocalStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} sim s [{elapsed}<{remaining}{postfix}]") as bar:
         last_ms = settings.start_ms
         for batch in sim:
-            publish_readings(producer, split_by_station(batch, network), chaos)
+            publish_readings(producer, batch, network, chaos)
             now_ms = int(batch.interval_start_ms.max() + batch.interval_ms.max()) if len(batch) else sim.now_ms
             pipe.step(now_ms=now_ms)
             if on_step:

@@ -12,16 +12,17 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from ingest.bus import MemoryBus, Producer
 from ingest.chaos import ChaosInjector
+from ingest.publish import encode_station_messages
 from ingest.validate import ReadingValidator
 from models.network import Network
 from models.records import Alert, DeadLetter, FlowWindowBatch, Incident, ReadingBatch
-from models.wire import encode_flow_windows, encode_readings, encode_record
+from models.wire import encode_flow_windows, encode_record, encode_row_json
 from stream.core.pipeline import CorridorOutput, CorridorStage, PipelineConfig, StationOutput, StationStage
 
 log = logging.getLogger(__name__)
@@ -55,21 +56,6 @@ class RunStats:
     open_incidents: int = 0
 
 
-def split_by_station(batch: ReadingBatch, network: Network) -> Iterator[tuple[str, ReadingBatch]]:
-    """One batch per station (rows of unknown detectors ride along with their neighbours' key)."""
-    det = network.detector_numbers(batch.detector_id)
-    st = np.where(det >= 0, network.detector_station_idx[np.maximum(det, 0)], -1)
-    order = np.argsort(st, kind="stable")
-    st_sorted = st[order]
-    bounds = np.flatnonzero(np.diff(st_sorted)) + 1
-    for idx in np.split(order, bounds):
-        if len(idx) == 0:
-            continue
-        s = st[idx[0]]
-        key = network.stations[s].station_id if s >= 0 else "unknown"
-        yield key, batch.take(idx)
-
-
 class EmbeddedPipeline:
     """Consumes the readings topic of a bus and runs the core; one call per poll."""
 
@@ -93,21 +79,12 @@ class EmbeddedPipeline:
         messages = self.consumer.poll(max_messages=max_messages)
         if not messages:
             return
-        goods: list[ReadingBatch] = []
-        dets: list[np.ndarray] = []
-        letters: list[DeadLetter] = []
-        for m in messages:
-            key = m.key.decode() if isinstance(m.key, bytes) else m.key
-            good, det, bad = self.validator.validate(m.value, key=key, source="readings", now_ms=now_ms)
-            self.stats.messages_in += 1
-            self.stats.readings_in += len(good) + sum(1 for d in bad if d.row is not None)
-            if len(good):
-                goods.append(good)
-                dets.append(det)
-            letters.extend(bad)
-        if goods:
-            batch = ReadingBatch.concat(goods)
-            det = np.concatenate(dets)
+        keys = [m.key for m in messages]
+        batch, det, letters = self.validator.validate_many([m.value for m in messages], keys, source="readings",
+                                                           now_ms=now_ms)
+        self.stats.messages_in += len(messages)
+        self.stats.readings_in += len(batch) + sum(1 for d in letters if d.row is not None)
+        if len(batch):
             late = self.stations.process(det, batch)
             if late.any():
                 letters.extend(self._late_letters(batch, late, now_ms))
@@ -174,7 +151,6 @@ class EmbeddedPipeline:
             self.stats.dead_letters[d.reason] += 1
 
     def _late_letters(self, batch: ReadingBatch, late: np.ndarray, now_ms: int) -> list[DeadLetter]:
-        from models.wire import encode_row_json
         cols = {c: getattr(batch, c).tolist() for c in ReadingBatch.COLUMNS}
         return [DeadLetter("late", "reading arrived after its window closed (beyond allowed lateness)",
                            "readings", None, encode_row_json(cols, int(i)), now_ms, int(i))
@@ -198,14 +174,13 @@ def health_rows(report, at_ms: int, network: Network) -> list[dict]:
     return rows
 
 
-def publish_readings(producer: Producer, batches: Iterable[tuple[str, ReadingBatch]],
+def publish_readings(producer: Producer, batch: ReadingBatch, network: Network,
                      chaos: ChaosInjector | None = None) -> int:
-    """Encode and publish per-station batches; returns messages sent."""
+    """Publish a batch as one message per station (keyed by station); returns messages sent."""
     sent = 0
-    for key, b in batches:
-        payload = encode_readings(b)
+    for key, payload, t_ms in encode_station_messages(batch, network):
         for p in (chaos.maybe_corrupt(payload) if chaos else (payload,)):
-            producer.produce("readings", p, key=key, timestamp_ms=int(b.interval_start_ms[0]))
+            producer.produce("readings", p, key=key, timestamp_ms=t_ms)
             sent += 1
     return sent
 
