@@ -174,7 +174,7 @@ class CaliforniaDetector:
             "wave_age": self.wave_age.tolist(),
             "confidence": self.confidence.tolist(),
             "severity": self.severity.tolist(),
-            "history": [h.tolist() for h in self.history],
+            "history": [[None if np.isnan(v) else v for v in h.tolist()] for h in self.history],  # JSON-safe
             "last_window_start_ms": self.last_window_start_ms,
         }
 
@@ -187,5 +187,5 @@ class CaliforniaDetector:
         self.wave_age = np.asarray(s["wave_age"], dtype=np.int8)
         self.confidence = np.asarray(s["confidence"], dtype=np.float64)
         self.severity = np.asarray(s["severity"], dtype=np.int8)
-        self.history = [np.asarray(h, dtype=np.float64) for h in s["history"]]
+        self.history = [np.array([np.nan if v is None else v for v in h], dtype=np.float64) for h in s["history"]]
         self.last_window_start_ms = s["last_window_start_ms"]

@@ -1,6 +1,8 @@
 """Commuter alert rules: band drops, throttling, incident open/clear, no repeats, snapshot."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -118,6 +120,6 @@ def test_snapshot_restore_continues_identically(network):
     ref = drive(full, seq) + full.update(segments(20, {}), [incident("open", 20)])
     a = AlertRules(subs, network)
     got = drive(a, seq[:6])
-    b = AlertRules(subs, network, resume_state=a.snapshot())
+    b = AlertRules(subs, network, resume_state=json.loads(json.dumps(a.snapshot())))
     got += drive(b, seq[6:], t0=6) + b.update(segments(20, {}), [incident("open", 20)])
     assert got == ref and len(ref) >= 3

@@ -1,6 +1,8 @@
 """California #7/#8: hand-worked cases and an independent scalar reference of the #8 decision tree."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -186,7 +188,7 @@ def test_snapshot_restore_continues_identically():
     b = CaliforniaDetector(5)
     for t in range(100):
         b.update(t * MIN, occ[t], np.full(5, 80.0), np.full(5, 4000.0))
-    c = CaliforniaDetector(5, resume_state=b.snapshot())
+    c = CaliforniaDetector(5, resume_state=json.loads(json.dumps(b.snapshot(), allow_nan=False)))
     outs_c = [c.update(t * MIN, occ[t], np.full(5, 80.0), np.full(5, 4000.0)).alarm for t in range(100, 200)]
     assert np.array_equal(np.array(outs_a[100:]), np.array(outs_c))
 

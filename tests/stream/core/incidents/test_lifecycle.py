@@ -1,6 +1,8 @@
 """IncidentTracker: per-segment alarms over time -> open/updated/cleared events."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -110,7 +112,7 @@ def test_snapshot_restore(roadway):
     full = feed(tr, frames)
     a = IncidentTracker(roadway, "x", min_update_interval_ms=0)
     part = feed(a, frames[:3])
-    b = IncidentTracker(roadway, "x", min_update_interval_ms=0, resume_state=a.snapshot())
+    b = IncidentTracker(roadway, "x", min_update_interval_ms=0, resume_state=json.loads(json.dumps(a.snapshot())))
     part += feed(b, frames[3:], t0=4)
     assert part == full
 

@@ -10,6 +10,8 @@ the independent yardstick.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -189,7 +191,7 @@ def test_snapshot_restore_continues_identically():
     first = StatisticalDetector(N_ST)
     for t in range(70):
         first.update(t * MIN, data["occ"][t], data["speed"][t], data["flow"][t])
-    resumed = StatisticalDetector(N_ST, resume_state=first.snapshot())
+    resumed = StatisticalDetector(N_ST, resume_state=json.loads(json.dumps(first.snapshot(), allow_nan=False)))
     rest = [resumed.update(t * MIN, data["occ"][t], data["speed"][t], data["flow"][t]).alarm for t in range(70, 140)]
     assert np.array_equal(full[70:], np.array(rest))
     assert full[70:].any()
