@@ -46,6 +46,7 @@ class RunReport:
             "readings_per_wall_s": round(st.readings_in / self.wall_s) if self.wall_s else None,
             "messages_in": st.messages_in,
             "flow_windows_written": st.flow_rows_written,
+            "flow_windows_published": st.flow_rows_published,
             "incident_events": len(st.incidents),
             "alerts_sent": len(st.alerts),
             "dead_letters": dict(st.dead_letters),
@@ -118,7 +119,8 @@ def format_summary(report: RunReport) -> str:
         f"in {d['wall_s']:.1f} s",
         f"  readings processed   {d['readings_accepted']:,} of {d['readings_in']:,} "
         f"({d['readings_per_wall_s'] or 0:,} readings/s wall, {d['messages_in']:,} messages)",
-        f"  flow windows written {d['flow_windows_written']:,} rows (lane, station, segment x 30 s / 1 min / 5 min)",
+        f"  flow windows         {d['flow_windows_published']:,} rows published (lane, station, segment x 30 s / "
+        f"1 min / 5 min), {d['flow_windows_written']:,} stored (30-s lane rows stay on the bus)",
         f"  alerts sent          {d['alerts_sent']:,} to {len(report.pipeline.config.subscriptions)} subscriptions",
         f"  dead letters         {sum(st.dead_letters.values()):,}"
         + ("" if not st.dead_letters else " — " + ", ".join(f"{k} {v}" for k, v in sorted(st.dead_letters.items()))),

@@ -3,5 +3,5 @@
 # Usage: scripts/run.sh [roadpulse run flags...]   e.g. scripts/run.sh --duration 2h ; scripts/run.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh base
 exec .venv/bin/roadpulse run "$@"

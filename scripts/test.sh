@@ -6,7 +6,8 @@ if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
   sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//'; exit 0
 fi
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh dev
+if [[ -x scripts/install-browser.sh ]]; then scripts/install-browser.sh; fi
 if [[ -x scripts/services/up.sh && "${ROADPULSE_NO_SERVICES:-0}" != "1" ]]; then
   trap 'scripts/services/down.sh || true' EXIT
   scripts/services/up.sh

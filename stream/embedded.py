@@ -48,6 +48,7 @@ class RunStats:
     messages_in: int = 0
     windows_written: int = 0
     flow_rows_written: int = 0
+    flow_rows_published: int = 0
     dead_letters: Counter = field(default_factory=Counter)
     incidents: list[Incident] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
@@ -60,7 +61,10 @@ class EmbeddedPipeline:
     """Consumes the readings topic of a bus and runs the core; one call per poll."""
 
     def __init__(self, network: Network, config: PipelineConfig, bus: MemoryBus, sink: ResultSink,
-                 group: str = "roadpulse-core") -> None:
+                 group: str = "roadpulse-core",
+                 unstored: frozenset[tuple[str, int]] = frozenset({("lane", 30_000)})) -> None:
+        """``unstored``: (level, window ms) pairs published on the bus but not written to the sink —
+        by default the 30-s lane windows, which repeat the raw readings and are most of the rows."""
         self.network = network
         self.config = config
         self.bus = bus
@@ -70,6 +74,7 @@ class EmbeddedPipeline:
         self.validator = ReadingValidator(network)
         self.stations = StationStage(network, config)
         self.corridors = CorridorStage(network, config)
+        self.unstored = unstored
         self.stats = RunStats()
         self.alert_listeners: list[Callable[[Alert], None]] = []
         self.incident_listeners: list[Callable[[Incident], None]] = []
@@ -136,11 +141,13 @@ class EmbeddedPipeline:
     def _write_flow(self, batch: FlowWindowBatch) -> None:
         if len(batch) == 0:
             return
-        self.sink.write_flow(batch)
+        if (batch.level, batch.window_ms) not in self.unstored:
+            self.sink.write_flow(batch)
+            self.stats.flow_rows_written += len(batch)
         self.producer.produce("flow_windows", encode_flow_windows(batch), key=batch.level,
                               timestamp_ms=int(batch.window_start_ms[0]))
         self.stats.windows_written += 1
-        self.stats.flow_rows_written += len(batch)
+        self.stats.flow_rows_published += len(batch)
 
     def _emit_letters(self, letters: list[DeadLetter]) -> None:
         if not letters:
