@@ -141,6 +141,8 @@ def cmd_network(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from roadpulse.replay_run import replay_embedded
 
+    if not args.file.exists():
+        raise SettingsError(f"no such file: {args.file}")
     settings = _settings(args)
     print(replay_embedded(settings, _network(args), args.file, args.speedup))
     return 0
