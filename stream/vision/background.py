@@ -18,7 +18,7 @@ import numpy as np
 class MedianBackground:
     """Approximate-median background of a grey image, with frozen regions and a median warm-up."""
 
-    def __init__(self, warmup_samples: int = 15, warmup_every_ms: int = 300, update_every_ms: int = 200) -> None:
+    def __init__(self, warmup_samples: int = 15, warmup_every_ms: int = 300, update_every_ms: int = 1000) -> None:
         self.warmup_samples = warmup_samples
         self.warmup_every_ms = warmup_every_ms
         self.update_every_ms = update_every_ms

@@ -129,7 +129,7 @@ class BlobDetector:
     def _anchor_px(self, box: np.ndarray) -> np.ndarray:
         x, y, w, h = box.T.astype(np.float64)
         if self.anchor == "bottom":
-            return np.c_[x + w / 2, y + h - 1]
+            return np.c_[x + w / 2, y + h + 0.5]  # the boundary below the last row: opening and blur erode ~1 px
         return np.c_[x + w / 2, y + h / 2]
 
     def _split_long(self, box: np.ndarray) -> np.ndarray:

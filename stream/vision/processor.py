@@ -36,6 +36,7 @@ class VisionConfig:
     interval_ms: int = 60_000
     stopped_after_s: float = 5.0  # a vehicle still this long (after the 2 s stillness window) is stopped
     gate_m: float = 4.0
+    watch_margin_m: float = 1.0  # also watch this far beside the carriageway's edge lines
 
 
 @dataclass
@@ -59,7 +60,7 @@ class VisionProcessor:
         self._flag = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
                       4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[cfg.decode_scale]
         self.calibration = spec.calibration.scaled(1.0 / cfg.decode_scale)
-        full = BlobDetector(self.calibration)
+        full = BlobDetector(self.calibration, margin_m=cfg.watch_margin_m)
         x0, y0, x1, y1 = full.roi
         self.roi = (x0, y0, x1, y1)
         # the detector works on the crop: shift the homography by the crop origin
@@ -69,7 +70,8 @@ class VisionProcessor:
                                           self.calibration.n_lanes, self.calibration.lane_width_m,
                                           self.calibration.view_start_m, self.calibration.view_end_m,
                                           self.calibration.count_line_m)
-        self.detector = BlobDetector(crop_cal, min_piece_frac=cfg.min_piece_frac, split_length_m=cfg.split_length_m)
+        self.detector = BlobDetector(crop_cal, min_piece_frac=cfg.min_piece_frac, split_length_m=cfg.split_length_m,
+                                     margin_m=cfg.watch_margin_m)
         self.background = MedianBackground()
         self.tracker = Tracker(self.calibration.count_line_m, self.calibration.lane_of, gate_m=cfg.gate_m)
         self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.open_px, cfg.open_px))
@@ -79,6 +81,10 @@ class VisionProcessor:
         self.last_crossings: list[Crossing] = []
         self.last_mask: np.ndarray | None = None
         self._last_frame_ms: int | None = None
+        self._static: np.ndarray | None = None  # frames each pixel has been foreground without a break
+        self._static_time_ms = 0
+        self._last_fg_ms: int | None = None
+        self._frame_ms: float | None = None
 
     # ---- frames -------------------------------------------------------------
     def decode(self, jpeg: bytes) -> np.ndarray:
@@ -112,6 +118,7 @@ class VisionProcessor:
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self._close)
         det = self.detector.detect(fg)
         crossings = self.tracker.update(det, time_ms)
+        self._hold_stopped(fg, time_ms)
         bg.update(crop, time_ms, self._frozen(crop.shape))
         self.last_mask = fg
         self.last_detections = det
@@ -127,16 +134,33 @@ class VisionProcessor:
         iv.frames += 1
         return out
 
+    def _hold_stopped(self, fg: np.ndarray, time_ms: int) -> None:
+        """Per-pixel persistence: how many frames each pixel has been foreground without a break.
+
+        A vehicle standing in the road keeps its pixels foreground (learning is
+        frozen under it, see :meth:`_frozen`); moving traffic, even dense, leaves
+        gaps. This is independent of tracking, which breaks easily around a
+        stopped vehicle (the queue behind it merges into its blob).
+        """
+        if self._last_fg_ms is not None:
+            dt = time_ms - self._last_fg_ms
+            self._frame_ms = dt if self._frame_ms is None else 0.9 * self._frame_ms + 0.1 * dt
+        self._last_fg_ms = time_ms
+        if self._static is None or self._static.shape != fg.shape:
+            self._static = np.zeros(fg.shape, np.uint16)
+        st = self._static
+        cv2.add(st, 1, dst=st, mask=fg)
+        self._static = st = cv2.bitwise_and(st, st, mask=fg)
+        self._static_time_ms = time_ms
+
+    def _static_frames(self, seconds: float) -> int:
+        return max(int(round(seconds * 1000.0 / (self._frame_ms or 100.0))), 1)
+
     def _frozen(self, shape: tuple[int, ...]) -> np.ndarray | None:
-        """Mask of still tracks: the background must not learn them."""
-        still = [t for t in self.tracker.tracks if t.still_since_ms is not None and t.confirmed]
-        if not still:
+        """Pixels the background must not learn: those still foreground after 2 s (a vehicle that may be stopping)."""
+        if self._static is None:
             return None
-        mask = np.zeros(shape[:2], np.uint8)
-        for t in still:
-            x, y, w, h = (int(v) for v in t.box_px)
-            cv2.rectangle(mask, (x - 2, y - 2), (x + w + 2, y + h + 2), 255, -1)
-        return mask
+        return cv2.compare(self._static, self._static_frames(2.0), cv2.CMP_GE)
 
     # ---- intervals ------------------------------------------------------------
     def _roll(self, time_ms: int) -> list[CameraObservation]:
@@ -160,17 +184,24 @@ class VisionProcessor:
         return [obs]
 
     def stopped_vehicle(self, now_ms: int) -> int | None:
-        """Time a vehicle stopped, if one has stood still inside the road long enough while others moved."""
+        """Time a vehicle stopped, if one has stood inside the road for ``stopped_after_s`` while others moved."""
+        if self._static is None:
+            return None
         cfg = self.config
-        since: int | None = None
-        moving = any(abs(t.velocity_ms()) * 3.6 > 15.0 for t in self.tracker.tracks if t.confirmed and t.misses == 0)
-        counted_recently = any(t.counted for t in self.tracker.tracks)
-        for t in self.tracker.tracks:
-            if t.still_since_ms is None or not t.confirmed:
-                continue
-            if now_ms - t.still_since_ms >= cfg.stopped_after_s * 1000 and (moving or counted_recently):
-                since = t.still_since_ms if since is None else min(since, t.still_since_ms)
-        return since
+        need = self._static_frames(cfg.stopped_after_s)
+        mask = cv2.compare(self._static, need, cv2.CMP_GE)
+        n, lab, stats, cen = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_GRANA)
+        if n <= 1:
+            return None
+        car_px = 8.1 * self.detector._px_per_m(self.detector.to_m(cen[1:])) ** 2
+        big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 0.25 * car_px) + 1
+        if len(big) == 0:
+            return None
+        moving = any(abs(t.velocity_ms()) * 3.6 > 15.0 for t in self.tracker.tracks if t.confirmed and t.misses <= 2)
+        if not moving:  # everything stands: a jam, not a stopped vehicle
+            return None
+        frames = max(int(self._static[lab == k].max()) for k in big)
+        return int(self._static_time_ms - frames * (self._frame_ms or 100.0))
 
     def queue_length_m(self) -> float:
         """Longest run of slow vehicles in one lane (gaps under 15 m), in metres."""

@@ -69,6 +69,8 @@ class Tracker:
     still_window_ms: int = 2000
     still_max_m: float = 0.8
     history: int = 40
+    max_speed_ms: float = 42.0  # ~150 km/h
+    prior_speed_ms: float = 0.0  # running mean speed of counted vehicles (0 = none yet)
     tracks: list[Track] = field(default_factory=list)
     _next_id: int = 1
 
@@ -82,6 +84,11 @@ class Tracker:
             d = np.hypot(pred[:, None, 0] - det.ground_m[None, :, 0], (pred[:, None, 1] - det.ground_m[None, :, 1]) * 2.0)
             speed = np.array([abs(t.velocity_ms()) for t in self.tracks])
             gate = self.gate_m + 0.15 * speed
+            # a new track has no speed yet: search ahead as far as traffic here moves in one frame
+            newborn = np.array([len(t.t_ms) == 1 for t in self.tracks])
+            dt_s = np.array([(time_ms - t.t_ms[-1]) / 1000.0 for t in self.tracks])
+            reach = np.where(self.prior_speed_ms > 0, 0.5 * self.prior_speed_ms, 0.5 * self.max_speed_ms) * dt_s
+            gate = np.where(newborn, self.gate_m + reach, gate)
             order = np.argsort(d, axis=None)
             used_t = np.zeros(len(self.tracks), bool)
             for flat in order:
@@ -104,7 +111,10 @@ class Tracker:
         return crossings
 
     def _predict(self, t: Track, time_ms: int) -> tuple[float, float]:
-        v = t.velocity_ms(800) if len(t.t_ms) > 1 else 0.0
+        if len(t.t_ms) == 1:  # newborn: expect it to move like the traffic seen lately
+            v = self.prior_speed_ms if self.prior_speed_ms > 0 else 0.5 * self.max_speed_ms
+        else:
+            v = t.velocity_ms(800)
         return t.x_m[-1] + v * (time_ms - t.t_ms[-1]) / 1000.0, t.y_m[-1]
 
     def _extend(self, t: Track, det: Detections, di: int, time_ms: int, out: list[Crossing]) -> None:
@@ -126,6 +136,8 @@ class Tracker:
             t.counted = True
             t.counted_ms = time_ms
             lane = int(self.lane_of(np.array([t.y_m[-1]]))[0])
+            v = abs(t.velocity_ms())
+            self.prior_speed_ms = v if self.prior_speed_ms == 0 else 0.8 * self.prior_speed_ms + 0.2 * v
             if not self._fragment_of_counted(t, lane, time_ms):
                 out.append(Crossing(time_ms, lane, t.velocity_ms() * 3.6, t.track_id))
 
