@@ -212,12 +212,14 @@ class TrafficModel:
         safe = np.maximum(gap - 2.0, 0.0) / 1.2  # time gap 1.2 s, standstill gap 2 m
         target = np.minimum(v.desired_ms, safe)
         # the incident vehicle brakes to a stop at its spot
-        if v.stopping.any():
-            brake = np.sqrt(6.0 * np.maximum(self._stop_x_m - v.x_m, 0.0))
-            target = np.where(v.stopping, np.minimum(target, brake), target)
         accel = np.clip((target - v.speed_ms) / 1.0, -6.0, 1.5)
+        if v.stopping.any():
+            # the incident vehicle brakes evenly to a stop at its spot (or behind the vehicle ahead)
+            room = np.maximum(np.minimum(self._stop_x_m - v.x_m, gap - 2.0), 0.05)
+            brake = -np.minimum(v.speed_ms ** 2 / (2 * room), 8.0)
+            accel = np.where(v.stopping, np.minimum(brake, accel), accel)
         v.speed_ms = np.maximum(v.speed_ms + accel * dt_s, 0.0)
-        v.speed_ms = np.where(v.stopping & (v.speed_ms < 0.3), 0.0, v.speed_ms)
+        v.speed_ms = np.where(v.stopping & ((v.speed_ms < 0.3) | (v.x_m >= self._stop_x_m)), 0.0, v.speed_ms)
         v.x_m += v.speed_ms * dt_s
         newly = v.stopping & (v.speed_ms == 0.0) & (v.stopped_ms < 0)
         v.stopped_ms[newly] = self.time_ms

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from models.camera import CameraCalibration, CameraSpec
+from stream.vision.processor import VisionConfig
 
 NGSIM_DIR = Path("/work/shared/data/ngsim-us101-seq1")
 
@@ -49,9 +50,7 @@ def ngsim_us101_camera(margin_m: float = 0.0) -> CameraSpec:
     return CameraSpec("ngsim-us101", "", "", cal, fps=10.0)
 
 
-def ngsim_vision_config() -> "VisionConfig":
+def ngsim_vision_config() -> VisionConfig:
     """Vision settings for the NGSIM camera: weak shadows (hazy light) and many grey cars, so only pixels
     darker than 70% of the road are sure foreground and shadow-band pixels count within 3 px of them."""
-    from stream.vision.processor import VisionConfig
-
     return VisionConfig(shadow_ratio=0.7, shadow_keep_px=3)
