@@ -145,8 +145,7 @@ def publish_simulation(producer: Any, network: Any, simulator: Any, *, partition
     runs that many times faster than the wall clock. The end-of-stream marker
     (key ``__eos__``, header ``eos`` = end time ms) goes to every partition.
     """
-    from models.wire import encode_readings
-    from stream.embedded import split_by_station
+    from ingest.publish import encode_station_messages
 
     stats = PublishStats()
     t0 = time.perf_counter()
@@ -161,15 +160,13 @@ def publish_simulation(producer: Any, network: Any, simulator: Any, *, partition
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        for key, b in split_by_station(batch, network):
-            ts = int(b.interval_start_ms[0])
-            payload = encode_readings(b)
+        for key, payload, ts in encode_station_messages(batch, network):
             for p in (chaos.maybe_corrupt(payload) if chaos else (payload,)):
                 producer.produce("readings", p, key=key, timestamp_ms=ts)
                 if on_message is not None:
                     on_message(key, p, ts)
                 stats.messages += 1
-            stats.readings += len(b)
+        stats.readings += len(batch)
         stats.intervals += 1
         if len(batch):
             last_ms = max(last_ms, int(batch.interval_start_ms.max() + batch.interval_ms.max()))
@@ -258,8 +255,8 @@ def wait_until_finished(bootstrap: str, app_id: str, partitions: int, timeout_s:
     states: dict[int, dict] = {}
     while time.monotonic() < deadline:
         for proc in procs or []:
-            if proc.poll() is not None and proc.returncode not in (0, -15):
-                raise RuntimeError(f"worker {proc.args} exited with {proc.returncode}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker {proc.args} exited with {proc.returncode} before the end of the stream")
         try:
             states = read_partition_states(bootstrap, app_id, "corridor-state")
         except Exception as exc:  # noqa: BLE001 - changelog not created yet

@@ -71,7 +71,9 @@ class WorkerConfig:
     batch_max: int = 10_000
     batch_within_s: float = 0.25
     standby_replicas: int = 1
-    stats_interval_s: float = 0.0  # > 0: log throughput every so often
+    session_timeout_s: float = 10.0  # a killed worker's partitions move after this long
+    # (level, window ms) published on flow_windows but not written to the sink, as in the embedded runtime
+    unstored: frozenset[tuple[str, int]] = frozenset({("lane", 30_000)})
 
 
 class FaustRuntime:
@@ -98,6 +100,7 @@ class FaustRuntime:
             consumer_auto_offset_reset="earliest", producer_max_request_size=8_000_000,
             producer_compression_type="lz4", producer_acks=-1, stream_buffer_maxsize=65_536,
             consumer_max_fetch_size=8 * 1024 * 1024, broker_max_poll_records=20_000, topic_disable_leader=True,
+            broker_session_timeout=c.session_timeout_s, broker_heartbeat_interval=min(3.0, c.session_timeout_s / 4),
         )
         p = c.topic_prefix
 
@@ -145,7 +148,8 @@ class FaustRuntime:
         state = build(None if blob is None else blob[_OFFSET.size:])
         cache[partition] = (state, state.offset)
         if blob is not None:
-            log.info("partition %d: state restored from %s at offset %d", partition, table.name, state.offset)
+            log.warning("partition %d: state restored from table %s at input offset %d", partition, table.name,
+                        state.offset)
         return state
 
     async def _save(self, table: Any, cache: dict, partition: int, state: Any) -> None:
@@ -196,7 +200,8 @@ class FaustRuntime:
         if self.sink is None:
             return
         for batch in result.lanes + result.stations:
-            self.sink.write_flow(batch)
+            if (batch.level, batch.window_ms) not in self.config.unstored:
+                self.sink.write_flow(batch)
         if result.dead_letters:
             self.sink.write_dead_letters(result.dead_letters)
         for h in result.health_reports:
@@ -210,7 +215,8 @@ class FaustRuntime:
         if self.sink is None:
             return
         for seg in result.segments:
-            self.sink.write_flow(seg)
+            if (seg.level, seg.window_ms) not in self.config.unstored:
+                self.sink.write_flow(seg)
         if result.incidents:
             self.sink.write_incidents(result.incidents)
         if result.alerts:

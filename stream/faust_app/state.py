@@ -119,6 +119,7 @@ class StationPartition:
         out = StationResult()
         fresh = [m for m in messages if m.offset > self.offset]
         out.skipped = len(messages) - len(fresh)
+        self.totals["redelivered_skipped"] += out.skipped
         if not fresh:
             return out
         self.offset = fresh[-1].offset
