@@ -1,0 +1,1 @@
+"""SUMO mode: freeway scenarios generated for SUMO and stepped through libsumo."""
