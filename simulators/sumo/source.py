@@ -5,7 +5,8 @@ Same interface as :class:`simulators.TrafficSimulator`: iterate it for one
 corridor, network order), then read ``ground_truth`` (incidents that really
 happened, detector faults). Counts are SUMO's ``nVehContrib``, speeds its
 arithmetic (time-mean) ``speed`` in km/h (NaN when no vehicle left the loop),
-occupancy the XML's occupied-time share (see :mod:`simulators.sumo.loops`).
+occupancy the XML's occupied-time share, all rebuilt from per-step vehicle data
+as the E1 XML computes them (see :mod:`simulators.sumo.loops`).
 Faults (stuck, zeros, dropout, ...) are injected after the read-out, exactly as in
 the CTM simulator, so both sources go through the same ingest path.
 
@@ -27,7 +28,7 @@ from models.records import ReadingBatch
 from simulators.faults import FAULT_KINDS, FaultInjector, random_faults
 from simulators.simulator import GroundTruth
 from simulators.sumo.incidents import IncidentStager
-from simulators.sumo.loops import OccupancyRebuilder, interval_speed_kmh
+from simulators.sumo.loops import IntervalRebuilder
 from simulators.sumo.network import corridor_network
 from simulators.sumo.scenario import SumoScenario, SumoScenarioConfig, build_scenario
 
@@ -76,7 +77,7 @@ class SumoSource:
         missing = [d for d in self._loop_ids if d not in by_id]
         if missing:
             raise ValueError(f"network detectors without a loop: {missing[:3]}")
-        self._occupancy = OccupancyRebuilder(len(self._loop_ids))
+        self._loops = IntervalRebuilder(len(self._loop_ids))
         seeds = np.random.SeedSequence([cfg.seed, 11]).spawn(2)
         rng_fault, rng_apply = (np.random.default_rng(s) for s in seeds)
         self._faults = random_faults(self.network, rng_fault, fault_fraction, self.start_ms, self.end_ms,
@@ -118,16 +119,16 @@ class SumoSource:
         """Step until SUMO's clock reaches ``target_s``, polling loops and incidents every step."""
         t = self._traci
         getdata = t.inductionloop.getVehicleData
-        add = self._occupancy.add_step
+        add = self._loops.add_step
         ids = self._loop_ids
         while self._sumo_s < target_s - 1e-9:
             t.simulationStep()
-            self._sumo_s = t.simulation.getTime()
+            now = self._sumo_s = t.simulation.getTime()
             self.wall_stats["steps"] += 1
             for i, loop in enumerate(ids):
                 data = getdata(loop)
                 if data:
-                    add(i, data)
+                    add(i, now, data)
             self._stager.step(t, self._sumo_s)
 
     def next_interval(self) -> ReadingBatch | None:
@@ -142,12 +143,8 @@ class SumoSource:
         begin_s = self._sumo_s
         end_s = begin_s + self.config.interval_s
         self._advance_to(end_s)
-        il = self._traci.inductionloop
-        count = np.fromiter((il.getLastIntervalVehicleNumber(d) for d in self._loop_ids), dtype=np.int64,
-                            count=len(self._loop_ids))
-        speed = interval_speed_kmh(np.fromiter((il.getLastIntervalMeanSpeed(d) for d in self._loop_ids),
-                                               dtype=np.float64, count=len(self._loop_ids)))
-        occ = self._occupancy.close(begin_s, end_s)
+        readings = self._loops.close(begin_s, end_s)
+        count, occ, speed = readings.vehicle_count, readings.occupancy_pct, readings.speed_kmh
         t0 = self.now_ms
         if self.collect_positions:
             self.last_positions = self._positions(t0 + self.interval_ms)
