@@ -29,6 +29,7 @@ from stream.core.alerts import Subscription
 from stream.core.pipeline import PipelineConfig
 from stream.embedded import EmbeddedPipeline, publish_readings
 from stream.sinks.influx import InfluxSink
+from stream.sinks.sqlite_store import LocalStore
 
 HINT = "start it with scripts/services/influxdb.sh start (stop with scripts/services/influxdb.sh stop)"
 START_MS = parse_time_ms("2026-03-03T10:00:00+08:00")  # Tuesday mid-morning
@@ -57,7 +58,7 @@ def influx_settings() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def influx() -> dict[str, str]:
+def influx_server() -> dict[str, str]:
     """URL, org, token of the running server; fails (never skips) when there is none."""
     settings = influx_settings()
     url = settings.get("INFLUX_URL")
@@ -108,6 +109,21 @@ def drop_bucket(influx: dict[str, str], name: str) -> None:
             client.buckets_api().delete_bucket(bucket)
 
 
+class TeeSink:
+    """Hands every result to several sinks: the same run lands in InfluxDB and in a local store."""
+
+    def __init__(self, *sinks) -> None:
+        self.sinks = sinks
+
+    def __getattr__(self, name: str):
+        if not name.startswith("write_"):
+            raise AttributeError(name)
+        def write(*args, **kwargs) -> None:
+            for sink in self.sinks:
+                getattr(sink, name)(*args, **kwargs)
+        return write
+
+
 @dataclass
 class SeededRun:
     """A finished embedded run whose results are in ``bucket``."""
@@ -120,6 +136,7 @@ class SeededRun:
     incident_end_ms: int
     pipeline: EmbeddedPipeline
     points_written: int
+    local: LocalStore  # the same results in the embedded store (a reference for reading back)
 
 
 def seeded_run_into_influx(influx: dict[str, str], bucket: str, spool_dir: Path) -> SeededRun:
@@ -141,7 +158,9 @@ def seeded_run_into_influx(influx: dict[str, str], bucket: str, spool_dir: Path)
                             name="Amy's commute through the incident")
     bus = MemoryBus(partitions=4)
     sink = InfluxSink(influx["url"], influx["token"], influx["org"], bucket, spool_dir, max_retries=3)
-    pipe = EmbeddedPipeline(network, PipelineConfig(subscriptions=(*default_subscriptions(network), commuter)), bus, sink)
+    local = LocalStore(spool_dir.parent / "reference.sqlite")
+    pipe = EmbeddedPipeline(network, PipelineConfig(subscriptions=(*default_subscriptions(network), commuter)), bus,
+                            TeeSink(sink, local))
     chaos = ChaosInjector(rate=0.01, seed=11)
     producer = bus.producer()
     end_ms = START_MS + DURATION_S * 1000
@@ -151,22 +170,24 @@ def seeded_run_into_influx(influx: dict[str, str], bucket: str, spool_dir: Path)
         last_ms = int(batch.interval_start_ms.max() + batch.interval_ms.max()) if len(batch) else sim.now_ms
         pipe.step(now_ms=last_ms)
     pipe.finish(now_ms=max(last_ms, end_ms))
-    sink.write_pipeline("embedded", end_ms, {"readings_total": pipe.stats.readings_in,
-                                             "readings_per_s": float(pipe.stats.readings_in) / DURATION_S,
-                                             "dead_letters_total": sum(pipe.stats.dead_letters.values())})
+    TeeSink(sink, local).write_pipeline("embedded", end_ms, {
+        "readings_total": pipe.stats.readings_in, "readings_per_s": float(pipe.stats.readings_in) / DURATION_S,
+        "dead_letters_total": sum(pipe.stats.dead_letters.values())})
     sink.close()
     status = sink.spool.status()
     assert sink.stats.points_rejected == 0 and status.pending_points == 0, (sink.stats, status)
     return SeededRun(network, bucket, START_MS, end_ms + 60_000, INCIDENT_START_MS,
-                     INCIDENT_START_MS + INCIDENT_DURATION_MS, pipe, sink.stats.points_written)
+                     INCIDENT_START_MS + INCIDENT_DURATION_MS, pipe, sink.stats.points_written, local)
 
 
 @pytest.fixture(scope="session")
-def seeded(influx, tmp_path_factory):
+def seeded_run(influx_server, tmp_path_factory):
     """One seeded run in a fresh database for the whole session; the database is dropped afterwards."""
     bucket = f"rp_dash_{uuid.uuid4().hex[:10]}"
-    create_bucket(influx, bucket)
+    create_bucket(influx_server, bucket)
     try:
-        yield seeded_run_into_influx(influx, bucket, tmp_path_factory.mktemp("spool"))
+        run = seeded_run_into_influx(influx_server, bucket, tmp_path_factory.mktemp("run") / "spool")
+        yield run
+        run.local.close()
     finally:
-        drop_bucket(influx, bucket)
+        drop_bucket(influx_server, bucket)
