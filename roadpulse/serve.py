@@ -84,6 +84,8 @@ def start_for_run(settings_or_args: Any, network: Network, pipeline_config: Pipe
                        port=int(_option(settings_or_args, "port", DEFAULT_PORT)))
     url = server.start()
     live = LiveRun(ctx.state, ctx.subscriptions, speedup=speedup, camera_dir=_option(settings_or_args, "camera_dir"))
+    live.url = url
+    live.context = ctx
     print(f"roadpulse web: operators {url}/operators · commuters {url}/commuters · "
           f"DataMall API {url}/ltaodataservice/v3/TrafficSpeedBands  (simulated time x{speedup:g})", flush=True)
     done = {"stopped": False}

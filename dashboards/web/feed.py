@@ -159,6 +159,8 @@ class LiveRun:
         self.cameras = CameraDir(camera_dir, state) if camera_dir else None
         self.feed: BusFeed | None = None
         self.pipeline: Any = None
+        self.url = ""  # where the app is served (set by roadpulse.serve.start_for_run)
+        self.context: Any = None  # the WebContext served (set by roadpulse.serve.start_for_run)
         self._rate_at: tuple[float, int] | None = None
 
     def __call__(self, pipeline: Any) -> None:

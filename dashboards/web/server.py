@@ -45,6 +45,7 @@ from models.records import Alert
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+HANDLERS = web.AppKey("handlers", object)
 KEEPALIVE_S = 15.0
 
 
@@ -268,7 +269,7 @@ def create_app(ctx: WebContext, poll_s: float = 0.5) -> web.Application:
     """The aiohttp application for ``ctx``."""
     h = Handlers(ctx, poll_s)
     app = web.Application()
-    app["handlers"] = h
+    app[HANDLERS] = h
     for path in ("/", "/operators", "/commuters"):
         app.router.add_get(path, h.page)
     app.router.add_static("/static/", STATIC_DIR)
@@ -328,7 +329,7 @@ class WebServer:
             self._runner = web.AppRunner(create_app(self.ctx, self.poll_s), shutdown_timeout=3.0,
                                          access_log=None)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=3.0)
+            site = web.TCPSite(self._runner, self.host, self.port)
             loop.run_until_complete(site.start())
             port = self._runner.addresses[0][1]
             self.url = f"http://{self.host}:{port}"
