@@ -55,13 +55,18 @@ def _errors(validator: Draft7Validator | None, instance: Any, where: str) -> lis
 
 
 def _describe(error: ValidationError, where: str) -> str:
-    """Path and message; for oneOf/anyOf the closest alternative's own error (not the whole instance)."""
+    """Path and message. For oneOf/anyOf (a panel is a Panel or a RowPanel) the errors of the branch
+    that got deepest into the instance, i.e. the alternative the author meant, not the whole instance."""
     path = "/".join(map(str, error.absolute_path))
-    if error.context:
-        inner = best_match(error.context)
-        inner_path = "/".join(map(str, inner.absolute_path))
-        return f"{where}/{inner_path or path}: {error.validator} failed; closest: {inner.message[:300]}"
-    return f"{where}/{path}: {error.message[:300]}"
+    if not error.context:
+        return f"{where}/{path}: {error.message[:300]}"
+    branches: dict[int, list[ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0] if sub.schema_path else 0, []).append(sub)
+    meant = max(branches.values(), key=lambda errs: (max(len(e.absolute_path) for e in errs), -len(errs)))
+    inner = best_match(meant)
+    inner_path = "/".join(map(str, inner.absolute_path))
+    return f"{where}/{inner_path or path}: {inner.message[:300]} (in {error.validator})"
 
 
 def panel_schema_stem(panel_type: str) -> str:
