@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run SQL against the local sqlite store and print the result.")
     query.add_argument("sql", help='e.g. "SELECT status, COUNT(*) FROM incident GROUP BY status"')
     query.add_argument("--store", type=Path, default=Path("out/roadpulse.sqlite"), help="store file")
+
+    from roadpulse import dashboards_cli, fullstack
+
+    fullstack.add_arguments(sub)
+    dashboards_cli.add_arguments(sub)
     return parser
 
 
@@ -112,11 +117,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stream.core.pipeline import PipelineConfig
 
     settings = _settings(args)
-    if settings.runtime != "memory":
-        raise SettingsError("this build runs the embedded runtime only (--broker memory://)")
     network = _network(args)
     subs = (load_subscriptions(settings.subscriptions_file, network) if settings.subscriptions_file
             else default_subscriptions(network))
+    if settings.runtime == "kafka":
+        import json
+
+        from roadpulse.fullstack import run_fullstack
+
+        print(json.dumps(run_fullstack(settings, network, PipelineConfig(subscriptions=subs)), indent=2))
+        return 0
     report = run_embedded(settings, network, PipelineConfig(subscriptions=subs))
     print(format_summary(report))
     return 0
@@ -170,9 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"run": cmd_run, "network": cmd_network, "replay": cmd_replay, "query": cmd_query}
+    from roadpulse import fullstack
+
+    handlers = {"run": cmd_run, "network": cmd_network, "replay": cmd_replay, "query": cmd_query,
+                "worker": fullstack.cmd_worker, "simulate": fullstack.cmd_simulate}
+    handler = handlers.get(args.command) or getattr(args, "handler", None)
+    if handler is None:  # a command group without its action, e.g. `roadpulse dashboards`
+        parser.parse_args([args.command, "--help"])
+        return 2
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except (SettingsError, ValueError, FileNotFoundError) as exc:
         print(f"roadpulse {args.command}: error: {exc}", file=sys.stderr)
         return 2
