@@ -63,8 +63,9 @@ const RP = (() => {
     container.append(el("span", { class: "legend-item" }, el("i", { style: `background:${BAND_COLOURS[0]}` }), "no data"));
   }
 
-  // Equirectangular projection of the network's stations into a W x H box.
-  function projection(network, width, height, pad) {
+  // Equirectangular projection of the network's stations into a box `width` wide; the height follows
+  // the network's shape (between minHeight and maxHeight) so a single corridor is not lost in empty space.
+  function projection(network, width, minHeight, maxHeight, pad) {
     let minLat = Infinity, maxLat = -Infinity, minLon = Infinity, maxLon = -Infinity;
     for (const r of network.roadways) for (const s of r.stations) {
       minLat = Math.min(minLat, s.lat); maxLat = Math.max(maxLat, s.lat);
@@ -72,9 +73,11 @@ const RP = (() => {
     }
     const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
     const spanX = Math.max((maxLon - minLon) * k, 1e-6), spanY = Math.max(maxLat - minLat, 1e-6);
+    const height = Math.max(minHeight, Math.min(maxHeight, (spanY / spanX) * (width - 2 * pad) + 2 * pad));
     const scale = Math.min((width - 2 * pad) / spanX, (height - 2 * pad) / spanY);
     const offX = (width - spanX * scale) / 2, offY = (height - spanY * scale) / 2;
-    return (lat, lon) => [offX + (lon - minLon) * k * scale, offY + (maxLat - lat) * scale];
+    const project = (lat, lon) => [offX + (lon - minLon) * k * scale, offY + (maxLat - lat) * scale];
+    return { project, height };
   }
 
   // Points of a roadway moved `off` units to the left of travel, so both directions show side by side.
@@ -91,10 +94,10 @@ const RP = (() => {
 
   // Draw every roadway as a polyline of its stations and every segment as a line coloured by band.
   // Returns {segLines: {segment_id: SVGLineElement}, project, pointAt(segment_id, km)}.
-  function drawNetwork(svgNode, network, { width = 1000, height = 640, offset = 3.5, onSegment = null } = {}) {
+  function drawNetwork(svgNode, network, { width = 1000, minHeight = 300, maxHeight = 640, offset = 3.5, onSegment = null } = {}) {
     svgNode.replaceChildren();
-    svgNode.setAttribute("viewBox", `0 0 ${width} ${height}`);
-    const project = projection(network, width, height, 36);
+    const { project, height } = projection(network, width, minHeight, maxHeight, 40);
+    svgNode.setAttribute("viewBox", `0 0 ${width} ${height.toFixed(0)}`);
     const base = svg("g", { class: "roadways" }), segs = svg("g", { class: "segments" });
     const labels = svg("g", { class: "labels" }), marks = svg("g", { class: "markers" });
     svgNode.append(base, segs, labels, marks);
@@ -145,12 +148,19 @@ const RP = (() => {
     }
   }
 
+  // The smallest 1, 2, 2.5 or 5 x 10^n at or above x (a round axis top).
+  function niceCeil(x) {
+    const p = Math.pow(10, Math.floor(Math.log10(x)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= x) return m * p;
+    return 10 * p;
+  }
+
   // A small line chart (inline SVG) of [t_ms, value] points over the last hour.
-  function lineChart(container, points, { label, unit, colour = "#1565c0", width = 460, height = 130, yMax = null } = {}) {
+  function lineChart(container, points, { label, unit, colour = "#1565c0", width = 460, height = 190, yMax = null } = {}) {
     const node = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img" });
     const padL = 44, padR = 8, padT = 18, padB = 20;
     const vals = points.filter((p) => p[1] !== null);
-    const top = yMax ?? Math.max(10, ...vals.map((p) => p[1])) * 1.1;
+    const top = yMax ?? niceCeil(Math.max(10, ...vals.map((p) => p[1])) * 1.05);
     const title = svg("text", { x: padL, y: 12, class: "chart-title" });
     const last = vals.length ? vals[vals.length - 1][1] : null;
     title.textContent = `${label}: ${last === null ? "–" : num(last)} ${unit}`;

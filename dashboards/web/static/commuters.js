@@ -27,7 +27,7 @@
   function renderRoute(travel) {
     const body = document.getElementById("route-body");
     body.className = "";
-    document.getElementById("route-name").textContent = `${sub.name} · ${sub.id}`;
+    document.getElementById("route-name").textContent = sub.name === sub.id ? sub.id : `${sub.name} · ${sub.id}`;
     const where = sub.route ? `${sub.route.roadway}, km ${sub.route.from_km.toFixed(1)}–${sub.route.to_km.toFixed(1)}`
       : `${sub.segments.length} segments`;
     const strip = el("div", { class: "strip", title: "segments of your route, coloured by speed band" });
@@ -35,13 +35,16 @@
       const row = segments[id];
       strip.append(el("i", { style: `background:${RP.bandColour(row ? row[0] : 0)}`, title: `${id}: band ${row ? row[0] : "–"}` }));
     }
+    const first = network.segments[sub.segments[0]], last = network.segments[sub.segments[sub.segments.length - 1]];
+    const kms = el("div", { class: "strip-km" }, el("span", { text: `${first.up} · km ${first.start_km.toFixed(1)}` }),
+      el("span", { text: `${sub.segments.length} segments` }), el("span", { text: `km ${last.end_km.toFixed(1)} · ${last.down}` }));
     const tt = travel || sub.travel_time || {};
     const late = tt.usual_s && tt.now_s > tt.usual_s * 1.15;
     const nowNode = el("div", {}, el("div", { class: "meta", text: "travel time now" }),
       el("span", { class: `big ${late ? "late" : "ok"}`, id: "tt-now", text: minutes(tt.now_s) }));
     const usualNode = el("div", {}, el("div", { class: "meta", text: "usual at this time" }),
       el("span", { class: "big", id: "tt-usual", text: minutes(tt.usual_s) }));
-    body.replaceChildren(el("div", { text: where }), strip,
+    body.replaceChildren(el("div", { text: where }), strip, kms,
       el("div", { class: "tt" }, nowNode, usualNode,
         el("div", { class: "meta", text: tt.window_start_ms ? `as of ${sgt(tt.window_start_ms)}` : "waiting for traffic data" })),
       el("button", { class: "secondary", type: "button", onclick: unsubscribe, text: "Unsubscribe" }));

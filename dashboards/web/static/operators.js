@@ -44,7 +44,7 @@
       kv.append(el("span", { class: "empty", text: "no window yet" }));
     }
     RP.lineChart(document.getElementById("chart-speed"), info.history.map((p) => [p.window_start_ms, p.speed_kmh]),
-      { label: "Speed", unit: "km/h", colour: "#1565c0", yMax: 110 });
+      { label: "Speed", unit: "km/h", colour: "#1565c0", yMax: 120 });
     RP.lineChart(document.getElementById("chart-flow"), info.history.map((p) => [p.window_start_ms, p.flow_veh_h]),
       { label: "Flow", unit: "veh/h", colour: "#6a1b9a" });
   }

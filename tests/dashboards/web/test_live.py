@@ -108,6 +108,8 @@ def live(browser, make_receiver, camera_snapshot, tmp_path_factory):
             assert not thread.is_alive(), "the run did not finish"
             on_step.finish()
             operator.wait_for_selector('#incidents li[data-status="cleared"]', timeout=WAIT_MS)
+            operator.wait_for_function("document.getElementById('stat-mode').textContent === 'run finished'",
+                                       timeout=WAIT_MS)
             result["operator_final"] = operator.inner_text("#incidents")
             operator.screenshot(path="artifacts/screenshots/operators-run-finished.png", full_page=True)
             received.wait_for(lambda reqs: any(s == 200 and json.loads(b)["alert"]["kind"] == "incident_open"
