@@ -137,6 +137,7 @@ class SeededRun:
     pipeline: EmbeddedPipeline
     points_written: int
     local: LocalStore  # the same results in the embedded store (a reference for reading back)
+    incident_segment_id: str  # where the staged incident is
 
 
 def seeded_run_into_influx(influx: dict[str, str], bucket: str, spool_dir: Path) -> SeededRun:
@@ -177,7 +178,8 @@ def seeded_run_into_influx(influx: dict[str, str], bucket: str, spool_dir: Path)
     status = sink.spool.status()
     assert sink.stats.points_rejected == 0 and status.pending_points == 0, (sink.stats, status)
     return SeededRun(network, bucket, START_MS, end_ms + 60_000, INCIDENT_START_MS,
-                     INCIDENT_START_MS + INCIDENT_DURATION_MS, pipe, sink.stats.points_written, local)
+                     INCIDENT_START_MS + INCIDENT_DURATION_MS, pipe, sink.stats.points_written, local,
+                     roadway.segments[seg].segment_id)
 
 
 @pytest.fixture(scope="session")
