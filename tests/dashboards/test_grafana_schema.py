@@ -168,3 +168,22 @@ def test_map_colours_lta_speed_bands_red_to_green_at_every_segment_of_the_defaul
     for sid, lat, lon in sites:
         assert f",,0,{sid},{lat!r},{lon!r}\n" in query
     assert all(1.2 < lat < 1.5 and 103.6 < lon < 104.1 for _, lat, lon in sites)  # Singapore
+
+
+def test_flux_macros_are_replaced_as_grafana_does():
+    """Grafana's macros.go: RFC 3339 times, Go durations for v.windowPeriod, quoted bucket; variables first."""
+    from dashboards.grafana.flux import go_duration, interpolate, rfc3339
+
+    assert [go_duration(ms) for ms in (500, 30_000, 60_000, 90_500, 3_600_000)] == \
+        ["500ms", "30s", "1m0s", "1m30.5s", "1h0m0s"]
+    assert rfc3339(1_772_380_800_000) == "2026-03-01T16:00:00Z" and rfc3339(1_772_380_800_250) == \
+        "2026-03-01T16:00:00.25Z"
+    flux = interpolate('from(bucket: v.defaultBucket) |> range(start: v.timeRangeStart, stop: v.timeRangeStop)'
+                       ' |> filter(fn: (r) => r.corridor == "${corridor}" and r.x == "$corridor")'
+                       ' |> aggregateWindow(every: v.windowPeriod, fn: mean)',
+                       1_772_380_800_000, 1_772_384_400_000, "rp", 60_000, {"corridor": "PIE"})
+    assert flux == ('from(bucket: "rp") |> range(start: 2026-03-01T16:00:00Z, stop: 2026-03-01T17:00:00Z)'
+                    ' |> filter(fn: (r) => r.corridor == "PIE" and r.x == "PIE")'
+                    ' |> aggregateWindow(every: 1m0s, fn: mean)')
+    with pytest.raises(KeyError):
+        interpolate('r.a == "${nope}"', 0, 1, "rp")
