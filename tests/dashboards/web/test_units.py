@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -47,7 +48,9 @@ def _deliver(sender: WebhookSender, url: str, secret: str = "k") -> Delivery:
         finally:
             await sender.close()
 
-    return asyncio.run(go())
+    # a thread of its own: playwright's sync API may hold a running loop in the test thread
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def test_webhook_retries_until_delivered(make_receiver):
