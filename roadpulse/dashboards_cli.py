@@ -144,6 +144,8 @@ def resolve_query(text: str, start_ms: int, stop_ms: int, bucket: str, every_ms:
 
 def cmd_query_influx(args: argparse.Namespace) -> int:
     import pandas as pd
+    import urllib3
+    from influxdb_client.rest import ApiException
 
     from roadpulse.settings import parse_duration_s, parse_time_ms
     from stream.sinks.influx_query import InfluxConnection, query_frame
@@ -158,7 +160,12 @@ def cmd_query_influx(args: argparse.Namespace) -> int:
     if args.show_flux:
         print(flux)
     conn = InfluxConnection(url=args.url.rstrip("/"), token=args.token, org=args.org, bucket=args.bucket)
-    df = query_frame(flux, conn)
+    try:
+        df = query_frame(flux, conn)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        detail = getattr(exc, "body", None) or getattr(exc, "reason", None) or exc
+        print(f"roadpulse query-influx: InfluxDB at {conn.url} failed: {detail}", file=sys.stderr)
+        return 1
     df = df.drop(columns=[c for c in ("_start", "_stop", "_measurement") if c in df.columns])
     if args.csv:
         df.to_csv(sys.stdout, index=False)

@@ -204,3 +204,5 @@ def test_query_influx_prints_a_named_query_and_runs_raw_flux(influx_server, seed
     out = capsys.readouterr().out
     assert set(out.splitlines()[0].split(",")) == {"_field", "_value"} and "readings_total" in out
     assert cli_main(["query-influx", "no-such-query", *common]) == 2
+    assert cli_main(["query-influx", "from(bucket: v.defaultBucket) |> nosuchfunction()", *common]) == 1
+    assert "nosuchfunction" in capsys.readouterr().err
