@@ -15,6 +15,8 @@ EPILOG = """examples:
   roadpulse run --network my-roads.json      run on your own roads
   roadpulse replay day.csv --network my-roads.json
   roadpulse query "SELECT * FROM incident"   query the local store with SQL
+  roadpulse run --serve --speedup 120        watch it live: operators' and commuters' pages at http://127.0.0.1:8080
+  roadpulse serve --store out/roadpulse.sqlite   serve a finished run's results
 """
 
 
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of messages corrupted on purpose to exercise dead letters (default 0.0005)")
     run.add_argument("--subscriptions", type=Path, default=None, metavar="FILE",
                      help="commuter subscriptions JSON (roadpulse/subscriptions.py); default: a few commutes")
+    from roadpulse import serve
+
+    serve.add_run_arguments(run)
 
     net = sub.add_parser("network", help="show or export a road network",
                          description="Show a summary of a network, or export it as an editable JSON file.")
@@ -79,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from roadpulse import dashboards_cli, fullstack
 
+    serve.add_arguments(sub)
     fullstack.add_arguments(sub)
     dashboards_cli.add_arguments(sub)
     return parser
@@ -127,8 +133,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(json.dumps(run_fullstack(settings, network, PipelineConfig(subscriptions=subs)), indent=2))
         return 0
-    report = run_embedded(settings, network, PipelineConfig(subscriptions=subs))
-    print(format_summary(report))
+    from roadpulse import serve
+
+    config = PipelineConfig(subscriptions=subs)
+    on_step, stop_serving = serve.start_for_run(args, network, config)  # also writes out/network.json
+    try:
+        report = run_embedded(settings, network, config, on_step=on_step)
+        print(format_summary(report))
+        stop_serving()  # with --keep-serving: serves on until Ctrl-C
+    finally:
+        stop_serving(keep=False)
     return 0
 
 
@@ -180,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from roadpulse import fullstack
+    from roadpulse import fullstack, serve
 
     handlers = {"run": cmd_run, "network": cmd_network, "replay": cmd_replay, "query": cmd_query,
+                "serve": serve.cmd_serve,
                 "worker": fullstack.cmd_worker, "simulate": fullstack.cmd_simulate}
     handler = handlers.get(args.command) or getattr(args, "handler", None)
     if handler is None:  # a command group without its action, e.g. `roadpulse dashboards`
