@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -141,7 +142,7 @@ class Network:
         if ids is self.detector_ids:  # a whole-network batch that shares the network's id array
             return np.arange(len(ids), dtype=np.int64)
         index = self.detector_index
-        return np.fromiter((index.get(d, -1) for d in ids), dtype=np.int64)
+        return lookup_numbers(index, ids)
 
     # ---- file format ----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +187,11 @@ class Network:
         except json.JSONDecodeError as exc:
             raise NetworkError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data)
+
+
+def lookup_numbers(index: dict[str, int], ids: Iterable[str]) -> np.ndarray:
+    """Numbers of ``ids`` in ``index`` (-1 when absent), as int64; C-level map, no Python loop body."""
+    return np.fromiter(map(index.get, ids, repeat(-1)), dtype=np.int64)
 
 
 def _roadway_from_dict(r: dict[str, Any]) -> Roadway:

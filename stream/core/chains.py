@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.network import Network
+from models.network import Network, lookup_numbers
 from models.records import FlowWindowBatch
 from stream.core.incidents.base import Alarms
 from stream.core.incidents.california import CaliforniaConfig, CaliforniaDetector
@@ -56,7 +56,7 @@ class StationChains:
     def station_arrays(self, stations: FlowWindowBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Occupancy, speed (space-mean, else time-mean) and flow per chain position; NaN where absent."""
         lookup = self._network.station_index
-        st = np.fromiter((lookup.get(e, -1) for e in stations.entity_id), dtype=np.int64, count=len(stations))
+        st = lookup_numbers(lookup, stations.entity_id)
         pos = np.where(st >= 0, self._pos_of_station[np.maximum(st, 0)], -1)
         keep = pos >= 0
         pos = pos[keep]

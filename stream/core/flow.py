@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.network import Network
+from models.network import Network, lookup_numbers
 from models.records import FlowWindowBatch
 from stream.core.bands import speed_band
 from stream.core.windows import ClosedWindow
@@ -248,7 +248,7 @@ def segment_metrics(stations: FlowWindowBatch, network: Network) -> FlowWindowBa
         raise ValueError(f"segment_metrics needs station windows, got level {stations.level!r}")
     idx = network_index(network)
     lookup = network.station_index
-    st = np.fromiter((lookup.get(s, -1) for s in stations.entity_id), dtype=np.int64, count=len(stations))
+    st = lookup_numbers(lookup, stations.entity_id)
     if (st < 0).any():
         raise ValueError("station batch holds station ids the network does not know")
     imputed = stations.imputed if len(stations.imputed) == len(stations) else np.zeros(len(stations), dtype=bool)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from models.network import Network
+from models.network import Network, lookup_numbers
 from models.records import FlowWindowBatch
 from stream.core.flow import network_index
 
@@ -41,7 +41,7 @@ def _current_travel_times(segments: FlowWindowBatch, network: Network) -> tuple[
     if len(segments) == 0:
         return tt, seen
     lookup = _segment_lookup(network)
-    seg = np.fromiter((lookup.get(s, -1) for s in segments.entity_id), dtype=np.int64, count=len(segments))
+    seg = lookup_numbers(lookup, segments.entity_id)
     if (seg < 0).any():
         raise ValueError("segment batch holds segment ids the network does not know")
     value = segments.travel_time_s if len(segments.travel_time_s) == len(segments) else np.full(len(segments), np.nan)
@@ -112,8 +112,7 @@ class UsualTravelTime:
         if len(segments) == 0 or len(segments.travel_time_s) != len(segments):
             return
         ok = np.isfinite(segments.travel_time_s)
-        seg = np.fromiter((self._lookup.get(s, -1) for s in segments.entity_id), dtype=np.int64,
-                          count=len(segments))
+        seg = lookup_numbers(self._lookup, segments.entity_id)
         ok &= seg >= 0
         seg, value = seg[ok], segments.travel_time_s[ok]
         start = segments.window_start_ms[ok]
