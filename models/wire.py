@@ -73,7 +73,7 @@ def _loads(payload: bytes) -> Any:
         raise WireError("empty_message", "message has no bytes")
     first = payload[0]
     try:
-        if first in (0x7B, 0x20, 0x0A, 0x0D, 0x09):  # '{' or whitespace: JSON
+        if first in (0x7B, 0x5B, 0x20, 0x0A, 0x0D, 0x09):  # '{', '[' or whitespace: JSON
             return orjson.loads(payload)
         return msgpack.unpackb(payload, raw=False, strict_map_key=False)
     except (orjson.JSONDecodeError, ValueError, msgpack.ExtraData, msgpack.FormatError,
