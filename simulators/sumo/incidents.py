@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulators.incidents import IncidentSpec, IncidentTruth
-from simulators.sumo.scenario import SumoScenario, locate
+from simulators.sumo.scenario import ACCEL_LANE_M, SumoScenario, locate
 
 log = logging.getLogger(__name__)
 
 MIN_LOOP_CLEARANCE_M = 50.0
+MIN_RAMP_CLEARANCE_M = 100.0
 MIN_EDGE_POS_M = 200.0  # the stopping vehicle is picked on the same edge, upstream of the stop
 SEEK_DISTANCE_M = (150.0, 700.0)
 SEEK_LIMIT_S = 600.0
@@ -56,9 +57,14 @@ def incident_sites_km(scenario: SumoScenario) -> list[float]:
             _, pos, lanes = locate(list(scenario.mainline), km * 1000)
         except ValueError:
             continue
-        if lanes == cfg.lanes and pos >= MIN_EDGE_POS_M:
+        if lanes == cfg.lanes and pos >= MIN_EDGE_POS_M and _ramp_gap_m(cfg, km) >= MIN_RAMP_CLEARANCE_M:
             sites.append(km)
     return sites
+
+
+def _ramp_gap_m(cfg, km: float) -> float:
+    nodes = [*cfg.on_ramps_km, *cfg.off_ramps_km, *(k + ACCEL_LANE_M / 1000 for k in cfg.on_ramps_km)]
+    return min((abs(km - n) * 1000 for n in nodes), default=float("inf"))
 
 
 def check_site(scenario: SumoScenario, spec: IncidentSpec) -> tuple[str, float]:
@@ -71,7 +77,7 @@ def check_site(scenario: SumoScenario, spec: IncidentSpec) -> tuple[str, float]:
     if gap < MIN_LOOP_CLEARANCE_M:
         raise ValueError(f"incident at km {spec.location_km} is {gap:.0f} m from a loop; place it between loops")
     edge, pos, lanes = locate(list(scenario.mainline), x)
-    if lanes != cfg.lanes or pos < MIN_EDGE_POS_M:
+    if lanes != cfg.lanes or pos < MIN_EDGE_POS_M or _ramp_gap_m(cfg, spec.location_km) < MIN_RAMP_CLEARANCE_M:
         raise ValueError(f"incident at km {spec.location_km} is too close to a ramp (edge {edge}, {pos:.0f} m); "
                          f"try one of {incident_sites_km(scenario)}")
     if not 1 <= spec.lanes_blocked < cfg.lanes:
