@@ -62,6 +62,8 @@ def add_arguments(subparsers: Any) -> None:
     w.add_argument("--within", type=float, default=0.25, help="max seconds to fill a batch (default 0.25)")
     w.add_argument("--standby", type=int, default=1, help="standby table replicas (default 1)")
     w.add_argument("--subscriptions", type=Path, default=None, metavar="FILE", help="commuter subscriptions JSON")
+    w.add_argument("--stats-interval", type=float, default=0.0, metavar="S",
+                   help="log the worker's counters every S seconds (default: never)")
 
     s = subparsers.add_parser(
         "simulate", help="publish simulated detector readings to Kafka",
@@ -118,7 +120,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = WorkerConfig(broker_url=f"kafka://{bootstrap}", app_id=args.app_id, topic_prefix=args.topic_prefix,
                           partitions=args.partitions, web_port=args.web_port, web_enabled=not args.no_web,
                           data_dir=args.data_dir, batch_max=args.batch, batch_within_s=args.within,
-                          standby_replicas=args.standby)
+                          standby_replicas=args.standby, stats_interval_s=args.stats_interval)
     runtime = build_runtime(config, network, PipelineConfig(subscriptions=subs), sink)
     run_worker(runtime, loglevel="debug" if args.verbose else "warning")
     return 0

@@ -39,6 +39,7 @@ from typing import Any
 
 import faust
 
+from ingest.kafka.producer import KafkaProducer
 from models.network import Network
 from models.wire import decode_flow_windows
 from stream.core.pipeline import PipelineConfig
@@ -74,6 +75,7 @@ class WorkerConfig:
     session_timeout_s: float = 10.0  # a killed worker's partitions move after this long
     # (level, window ms) published on flow_windows but not written to the sink, as in the embedded runtime
     unstored: frozenset[tuple[str, int]] = frozenset({("lane", 30_000)})
+    stats_interval_s: float = 0.0  # > 0: log the worker's counters (batches, time per phase) this often
 
 
 class FaustRuntime:
@@ -88,6 +90,7 @@ class FaustRuntime:
         self._stations: dict[int, tuple[StationPartition, int]] = {}
         self._corridors: dict[int, tuple[CorridorPartition, int]] = {}
         self.counters: dict[str, int] = defaultdict(int)
+        self._producer: KafkaProducer | None = None
         self.app = self._build_app()
 
     # ---- app -------------------------------------------------------------------
@@ -110,12 +113,6 @@ class FaustRuntime:
 
         self.readings = topic("readings")
         self.station_windows = topic("station_windows")
-        self.flow_windows = topic("flow_windows")
-        self.incidents = topic("incidents")
-        self.alerts = topic("alerts")
-        self.dead_letters = topic("dead_letters")
-        self.topics = {"station_windows": self.station_windows, "flow_windows": self.flow_windows,
-                       "incidents": self.incidents, "alerts": self.alerts, "dead_letters": self.dead_letters}
         table_opts = dict(key_type=bytes, value_type=bytes,  # bytes -> "raw" serializers
                           partitions=c.partitions, extra_topic_configs={"max.message.bytes": "8000000"})
         self.station_table = app.Table("station-state", **table_opts)
@@ -130,6 +127,11 @@ class FaustRuntime:
         async def corridor_agent(stream: Any) -> None:
             async for events in stream.take_events(c.batch_max, within=c.batch_within_s):
                 await self.handle_station_windows(events)
+
+        if c.stats_interval_s > 0:
+            @app.timer(c.stats_interval_s)
+            async def _log_stats() -> None:
+                log.warning("stats %s", dict(self.counters))
 
         @app.on_before_shutdown.connect
         async def _close_sink(app: faust.App, **_: Any) -> None:
@@ -152,13 +154,18 @@ class FaustRuntime:
                         state.offset)
         return state
 
-    async def _save(self, table: Any, cache: dict, partition: int, state: Any) -> None:
-        blob = _OFFSET.pack(state.offset) + state.snapshot()
-        key = b"p%d" % partition
-        table.data[key] = blob
-        cache[partition] = (state, state.offset)
-        await table.send_changelog(partition, key, blob)
-        self.counters["snapshot_bytes"] += len(blob)
+    async def _save_all(self, table: Any, cache: dict, states: list[tuple[int, Any]]) -> None:
+        """Write each partition's snapshot to the table and its changelog partition; wait for the broker."""
+        futs = []
+        for partition, state in states:
+            blob = _OFFSET.pack(state.offset) + state.snapshot()
+            key = b"p%d" % partition
+            table.data[key] = blob
+            cache[partition] = (state, state.offset)
+            futs.append(table.send_changelog(partition, key, blob))
+            self.counters["snapshot_bytes"] += len(blob)
+        if futs:
+            await asyncio.gather(*futs)
 
     def station_state(self, partition: int) -> StationPartition:
         return self._load(self.station_table, self._stations, partition,
@@ -172,31 +179,62 @@ class FaustRuntime:
 
     # ---- agent bodies ---------------------------------------------------------------
     async def handle_readings(self, events: list[Any]) -> None:
+        """One batch: process every partition, send all outputs (awaited), then write all snapshots."""
+        t0 = time.perf_counter()
+        done: list[tuple[int, StationPartition, StationResult]] = []
+        out: list[OutMessage] = []
+        closed_ns = time.time_ns()
         for partition, msgs in _by_partition(events).items():
             state = self.station_state(partition)
             result = state.process(msgs)
-            if result.skipped:
-                self.counters["redelivered_skipped"] += result.skipped
+            self.counters["redelivered_skipped"] += result.skipped
             if len(msgs) == result.skipped:
                 continue
-            await self._emit_station(partition, state, result)
-            await self._save(self.station_table, self._stations, partition, state)
+            out.extend(station_messages(partition, state, result, self.config.partitions, closed_ns))
+            done.append((partition, state, result))
             self.counters["readings_in"] += result.readings_in
             self.counters["messages_in"] += result.messages_in
+        t1 = time.perf_counter()
+        await self._send_all(out)
+        for _, state, result in done:
+            self._sink_station(state, result)
+        t2 = time.perf_counter()
+        await self._save_all(self.station_table, self._stations, [(p, st) for p, st, _ in done])
+        self._timing("station", len(events), t0, t1, t2, time.perf_counter())
 
     async def handle_station_windows(self, events: list[Any]) -> None:
+        t0 = time.perf_counter()
+        done: list[tuple[int, CorridorPartition]] = []
+        out: list[OutMessage] = []
+        closed_ns = time.time_ns()
+        results = []
         for partition, msgs in _by_partition(events).items():
             state = self.corridor_state(partition)
             decoded = [(m, None if m.key in MARKER_KEYS else decode_flow_windows(m.value)) for m in msgs]
             result = state.process(decoded)
             if len(msgs) == result.skipped:
                 continue
-            await self._emit_corridor(result)
-            await self._save(self.corridor_table, self._corridors, partition, state)
+            out.extend(corridor_messages(result, closed_ns))
+            done.append((partition, state))
+            results.append(result)
+        t1 = time.perf_counter()
+        await self._send_all(out)
+        for result in results:
+            self._sink_corridor(result)
+        t2 = time.perf_counter()
+        await self._save_all(self.corridor_table, self._corridors, done)
+        self._timing("corridor", len(events), t0, t1, t2, time.perf_counter())
+
+    def _timing(self, stage: str, n: int, t0: float, t1: float, t2: float, t3: float) -> None:
+        c = self.counters
+        c[f"{stage}.batches"] += 1
+        c[f"{stage}.events"] += n
+        c[f"{stage}.process_ms"] += int((t1 - t0) * 1000)
+        c[f"{stage}.send_ms"] += int((t2 - t1) * 1000)
+        c[f"{stage}.save_ms"] += int((t3 - t2) * 1000)
 
     # ---- outputs ------------------------------------------------------------------------
-    async def _emit_station(self, partition: int, state: StationPartition, result: StationResult) -> None:
-        await self._send_all(station_messages(partition, state, result, self.config.partitions, time.time_ns()))
+    def _sink_station(self, state: StationPartition, result: StationResult) -> None:
         if self.sink is None:
             return
         for batch in result.lanes + result.stations:
@@ -210,8 +248,7 @@ class FaustRuntime:
         if result.eos_at_ms is not None and hasattr(self.sink, "flush"):
             self.sink.flush()
 
-    async def _emit_corridor(self, result: CorridorResult) -> None:
-        await self._send_all(corridor_messages(result, time.time_ns()))
+    def _sink_corridor(self, result: CorridorResult) -> None:
         if self.sink is None:
             return
         for seg in result.segments:
@@ -225,15 +262,29 @@ class FaustRuntime:
             self.sink.flush()
 
     async def _send_all(self, messages: list[OutMessage]) -> None:
-        """Send and wait until every message is acknowledged (before the batch's snapshot is written)."""
-        futs = []
+        """Produce the batch's outputs and wait until the broker has every one (before the snapshot).
+
+        Outputs go through confluent-kafka, not faust's producer: ``Topic.send``
+        cost ~1.4 ms a message here (measured: 9.3k outputs took 12.8 s of one
+        worker's 45 s), librdkafka a few microseconds. The flush runs in a thread
+        so faust keeps fetching meanwhile; a failed delivery raises (DeliveryError).
+        """
+        if not messages:
+            return
+        producer = self._out_producer()
         for om in messages:
-            futs.append(await self.topics[om.topic].send(
-                key=om.key, value=om.value, partition=om.partition, headers=om.headers or None,
-                timestamp=None if om.timestamp_ms is None else om.timestamp_ms / 1000))
-        if futs:
-            await asyncio.gather(*futs)
-        self.counters["messages_out"] += len(futs)
+            producer.produce(om.topic, om.value, key=om.key, timestamp_ms=om.timestamp_ms,
+                             headers=om.headers or None, partition=om.partition)
+        left = await asyncio.get_running_loop().run_in_executor(None, producer.flush, 60.0)
+        if left:
+            raise RuntimeError(f"{left} output messages not delivered within 60 s")
+        self.counters["messages_out"] += len(messages)
+
+    def _out_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            bootstrap = self.config.broker_url.split("://", 1)[-1]
+            self._producer = KafkaProducer(bootstrap, self.config.topic_prefix, linger_ms=2)
+        return self._producer
 
 
 def _by_partition(events: list[Any]) -> dict[int, list[InMessage]]:
