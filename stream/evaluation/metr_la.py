@@ -146,8 +146,10 @@ def pseudo_readings(speed_kmh: np.ndarray, free_flow_kmh: np.ndarray) -> tuple[n
     The count is at least 1 wherever a speed exists, so the pipeline keeps the speed."""
     k = JAM_DENSITY_VEH_KM * np.clip(1.0 - speed_kmh / free_flow_kmh, 0.0, 1.0)
     occ = k * EFFECTIVE_VEHICLE_LENGTH_M / 10.0  # veh/km * m -> %
-    count = np.maximum(np.rint(k * speed_kmh * INTERVAL_MS / 3_600_000), 1).astype(np.int64)
-    return np.where(np.isfinite(speed_kmh), count, 0), np.where(np.isfinite(speed_kmh), occ, np.nan)
+    has = np.isfinite(speed_kmh)
+    veh = np.where(has, np.rint(k * np.where(has, speed_kmh, 0.0) * INTERVAL_MS / 3_600_000), 0.0)
+    count = np.where(has, np.maximum(veh, 1), 0).astype(np.int64)
+    return count, np.where(has, occ, np.nan)
 
 
 class MetrLaSource:
