@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ingest.bus import MemoryBus
 from ingest.chaos import ChaosInjector
 from models.network import Network
+from roadpulse.cameras_run import CameraPlan, CameraSummary, CameraWorld, format_camera_table, summarise
 from roadpulse.settings import Settings
 from simulators import IncidentSpec, SimulationConfig, TrafficSimulator
 from stream.core.pipeline import PipelineConfig
@@ -33,6 +34,8 @@ class RunReport:
     scores: list[Score]
     wall_s: float
     store_path: Path
+    cameras: CameraSummary | None = None
+    camera_world: CameraWorld | None = None
 
     def to_dict(self) -> dict:
         st = self.pipeline.stats
@@ -54,16 +57,19 @@ class RunReport:
             "true_incidents": len(self.simulator.ground_truth.incidents),
             "true_faults": len(self.simulator.ground_truth.faults),
             "scores": [s.to_dict() for s in self.scores],
+            "cameras": None if self.cameras is None else self.cameras.to_dict(),
             "store": str(self.store_path),
         }
 
 
 def run_embedded(settings: Settings, network: Network, pipeline_config: PipelineConfig,
                  on_step: Callable[[EmbeddedPipeline], None] | None = None,
-                 incidents: tuple[IncidentSpec, ...] = ()) -> RunReport:
+                 incidents: tuple[IncidentSpec, ...] = (), cameras: CameraPlan | int | None = None) -> RunReport:
     """Run a simulated period end to end in this process.
 
     ``incidents`` are staged on top of ``settings.incidents`` random ones.
+    ``cameras``: a :class:`CameraPlan`, or a number of cameras (0 = none); default
+    ``settings.extra["cameras"]``, else 4 (see roadpulse/cameras_run.py).
     """
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,16 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
     pipe = EmbeddedPipeline(network, pipeline_config, bus, store)
     chaos = ChaosInjector(rate=settings.chaos_rate, seed=settings.seed)
     producer = bus.producer()
+    plan = cameras if isinstance(cameras, CameraPlan) else CameraPlan.from_settings(
+        {**settings.extra, **({} if cameras is None else {"cameras": cameras})})
+    world = None
+    if plan.n_cameras > 0:
+        staged = [t.segment_id for t in sim.ground_truth.incidents
+                  if any((t.roadway_key, t.location_km, t.start_ms) == (i.roadway_key, i.location_km, i.start_ms)
+                         for i in incidents)]
+        world = CameraWorld(network, plan, producer, sim.ground_truth.incidents, settings.start_ms,
+                            seed=settings.seed, staged_segments=staged)
+        pipe.enable_cameras(out / "cameras", evidence_max_age_ms=plan.evidence_max_age_ms)
     rate = Throughput()
     t0 = time.perf_counter()
     end_ms = settings.start_ms + settings.duration_s * 1000
@@ -87,8 +103,12 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
         last_ms = settings.start_ms
         for batch in sim:
             publish_readings(producer, batch, network, chaos)
+            if world is not None:
+                world.on_batch(batch)
             now_ms = int(batch.interval_start_ms.max() + batch.interval_ms.max()) if len(batch) else sim.now_ms
             pipe.step(now_ms=now_ms)
+            if world is not None:
+                world.cue(pipe.corridors.suspected_segments(pipeline_config.alert_algorithm))
             if on_step:
                 on_step(pipe)
             st = pipe.stats
@@ -103,8 +123,16 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
                                               "dead_letters_total": sum(pipe.stats.dead_letters.values())})
     truths = sim.ground_truth.incidents
     scores = [score_incidents(algo, pipe.stats.incidents, truths) for algo in pipeline_config.algorithms]
+    camera_summary = None
+    if world is not None and pipe.cameras is not None:
+        cams = pipe.cameras
+        camera_summary = summarise(world, cams.observations, world.cpu_s + cams.cpu_s,
+                                   len(pipe.stats.camera_evidence), cams.snapshots_written)
+        store.write_pipeline("cameras", end_ms, {"frames_total": world.frames, "bursts_total": world.bursts,
+                                                 "observations_total": len(cams.observations),
+                                                 "cpu_s": camera_summary.cpu_s})
     store.close()
-    report = RunReport(settings, network, pipe, sim, chaos, scores, wall, store_path)
+    report = RunReport(settings, network, pipe, sim, chaos, scores, wall, store_path, camera_summary, world)
     (out / "summary.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return report
 
@@ -133,5 +161,7 @@ def format_summary(report: RunReport) -> str:
         ttd = "-" if s.hits == 0 else f"{s.mean_time_to_detect_s / 60:.1f} min"
         p90 = "-" if s.hits == 0 else f"{s.p90_time_to_detect_s / 60:.1f} min"
         lines.append(f"    {s.algorithm:<14}{s.hits:>6}{s.misses:>8}{s.false_alarms:>14}{ttd:>11}{p90:>10}")
+    if report.cameras is not None:
+        lines += ["", *format_camera_table(report.cameras)]
     lines += ["", f"  store: {d['store']}  (summary: {Path(report.settings.out_dir) / 'summary.json'})", ""]
     return "\n".join(lines)

@@ -12,8 +12,9 @@ same snapshots. Nothing here does IO.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -132,6 +133,8 @@ class CorridorOutput:
     segments: list[FlowWindowBatch] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    # (window_start_ms, segment_id, value): camera evidence the detectors were given, non-zero values only
+    evidence: list[tuple[int, str, float]] = field(default_factory=list)
 
 
 class CorridorStage:
@@ -142,6 +145,11 @@ class CorridorStage:
     stream has moved ``corridor_grace_ms`` past its end. All owned roadways are
     processed together: one vectorised call per window and algorithm over a
     :class:`StationChains` layout, never a Python loop over roadways on the hot path.
+
+    Camera evidence (optional): :meth:`set_evidence` hands over the latest
+    stopped-vehicle evidence per segment (0..1); detectors that take
+    ``extra_evidence`` get it, mapped onto the chain, with every window
+    processed until it is replaced.
     """
 
     def __init__(self, network: Network, config: PipelineConfig, roadway_keys: list[str] | None = None,
@@ -163,6 +171,43 @@ class CorridorStage:
         self.usual = UsualTravelTime(network, resume_state=state.get("usual"))
         self._pending: dict[tuple[int, int], list[FlowWindowBatch]] = state.get("pending", {})
         self._watermark_ms: int = state.get("watermark_ms", 0)
+        # owned segments in network order (the order of StationChains.pair_pos)
+        self.segment_ids = [s.segment_id for key in self.chains.roadway_keys
+                            for s in network.roadway_by_key[key].segments]
+        self._segment_index = {sid: i for i, sid in enumerate(self.segment_ids)}
+        self._takes_evidence = {algo: "extra_evidence" in inspect.signature(d.update).parameters
+                                for algo, d in self.detectors.items()}
+        self._evidence: dict[str, float] = {}
+        self.set_evidence(state.get("camera_evidence", {}))
+
+    def set_evidence(self, camera_evidence: Mapping[str, float]) -> None:
+        """Latest camera evidence per segment id (0..1; 1 = a stopped vehicle seen), replacing the last set.
+
+        Segments this stage does not own are ignored; an empty mapping removes all evidence.
+        """
+        self._evidence = {sid: float(v) for sid, v in camera_evidence.items()
+                          if sid in self._segment_index and float(v) > 0}
+
+    def _chain_evidence(self) -> np.ndarray | None:
+        if not self._evidence:
+            return None
+        per_segment = np.zeros(len(self.segment_ids))
+        for sid, v in self._evidence.items():
+            per_segment[self._segment_index[sid]] = v
+        return self.chains.segment_values(per_segment)
+
+    def suspected_segments(self, algorithm: str = "statistical") -> set[str]:
+        """Owned segments where ``algorithm`` has a candidate building up persistence or an alarm
+        (e.g. to point a camera at them)."""
+        det = self.detectors.get(algorithm)
+        if det is None:
+            return set()
+        p = self.chains.pair_pos
+        flags = np.asarray(det.alarm, dtype=bool)[p]
+        run = getattr(det, "run_length", None)
+        if run is not None:
+            flags = flags | (np.asarray(run)[p] > 0)
+        return {self.segment_ids[i] for i in np.flatnonzero(flags)}
 
     def add(self, stations: FlowWindowBatch) -> None:
         """Buffer station windows (any mix of roadways and windows) until their window is complete."""
@@ -196,9 +241,13 @@ class CorridorStage:
         self.usual.update(segments)
         occ, speed, flow = self.chains.station_arrays(stations)
         at_ms = start + window_ms
+        evidence = self._chain_evidence()
+        if evidence is not None:
+            out.evidence.extend((start, sid, v) for sid, v in sorted(self._evidence.items()))
         new_incidents: list[Incident] = []
         for algo, detector in self.detectors.items():
-            alarms = self.chains.segment_alarms(detector.update(start, occ, speed, flow))
+            extra = {"extra_evidence": evidence} if evidence is not None and self._takes_evidence[algo] else {}
+            alarms = self.chains.segment_alarms(detector.update(start, occ, speed, flow, **extra))
             for key, sl in self.chains.roadway_segment_slices.items():
                 tracker = self.trackers[(key, algo)]
                 if tracker.n_open == 0 and not alarms.alarm[sl].any():
@@ -231,6 +280,7 @@ class CorridorStage:
             "usual": self.usual.snapshot(),
             "pending": dict(self._pending),
             "watermark_ms": self._watermark_ms,
+            "camera_evidence": dict(self._evidence),
         }
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models.camera import CameraObservation
 from models.records import Alert, DeadLetter, FlowWindowBatch, Incident
 from stream.sinks.spool import Spool
 from stream.sinks.sqlite_store import dead_letter_seq, window_tag
@@ -200,6 +201,15 @@ def dead_letter_lines(letters: Iterable[DeadLetter]) -> list[str]:
     return lines
 
 
+def camera_line(obs: CameraObservation) -> str | None:
+    """One camera observation, ms precision; the same tags and fields as the local store's ``camera`` table."""
+    tags = {"camera_id": obs.camera_id, "station_id": obs.station_id, "segment_id": obs.segment_id}
+    fields = {"vehicle_count": int(obs.vehicle_count), "mean_speed_kmh": float(obs.mean_speed_kmh),
+              "queue_length_m": float(obs.queue_length_m), "occupancy_pct": float(obs.occupancy_pct),
+              "stopped_vehicle": bool(obs.stopped_vehicle), "frames": int(obs.frames)}
+    return make_line("camera", tags, fields, obs.interval_start_ms)
+
+
 HEALTH_TAGS = ("detector_id", "corridor", "direction", "status")
 
 
@@ -293,6 +303,9 @@ class InfluxSink:
 
     def write_health(self, rows: list[dict]) -> None:
         self._add("ms", health_lines(rows))
+
+    def write_cameras(self, observations: Iterable[CameraObservation]) -> None:
+        self._add("ms", [x for x in map(camera_line, observations) if x is not None])
 
     def write_pipeline(self, component: str, at_ms: int, fields: dict) -> None:
         line = make_line("pipeline", {"component": component}, fields, at_ms)

@@ -20,6 +20,9 @@ alert              subscription_id, kind, corridor, direction,  alert_id, messag
                    segment_id                                   speed_band_to, incident_id,
                                                                 travel_time_now_s, travel_time_usual_s
 dead_letter        reason, source (+ seq in the key)            detail, key, payload (BLOB), row     at_ms
+camera             camera_id, station_id, segment_id            vehicle_count, mean_speed_kmh,       interval_start_ms
+                                                                queue_length_m, occupancy_pct,
+                                                                stopped_vehicle, frames
 detector_health    detector_id, corridor, direction, status     any numeric fields (added on use)    at_ms
 pipeline           component                                    any numeric fields (added on use)    at_ms
 =================  ===========================================  ===================================  ==============
@@ -48,6 +51,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from models.camera import CameraObservation
 from models.records import Alert, DeadLetter, FlowWindowBatch, Incident
 
 logger = logging.getLogger(__name__)
@@ -88,6 +92,10 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("dead_letter", ("reason", "source"),
                 (("detail", "TEXT"), ("key", "TEXT"), ("payload", "BLOB"), ("row", "INTEGER")), "at_ms",
                 extra_key=("seq",)),
+    Measurement("camera", ("camera_id", "station_id", "segment_id"),
+                (("vehicle_count", "INTEGER"), ("mean_speed_kmh", "REAL"), ("queue_length_m", "REAL"),
+                 ("occupancy_pct", "REAL"), ("stopped_vehicle", "INTEGER"), ("frames", "INTEGER")),
+                "interval_start_ms"),
     Measurement("detector_health", ("detector_id", "corridor", "direction", "status"), (), "at_ms", dynamic=True),
     Measurement("pipeline", ("component",), (), "at_ms", dynamic=True),
 )}
@@ -200,6 +208,17 @@ class LocalStore:
         self._upsert(m, [*m.tags, m.time, "seq", *(f for f, _ in m.fields)], rows)
         return len(rows)
 
+    def write_cameras(self, observations: Iterable[CameraObservation]) -> int:
+        """Upsert camera observations (time = interval_start_ms). ``vehicle_count`` is the observation's
+        total as given (a burst sample scaled to the interval is the caller's job); ``frames`` says how
+        many frames it rests on."""
+        m = MEASUREMENTS["camera"]
+        rows = [(o.camera_id, _tag(o.station_id), _tag(o.segment_id), int(o.interval_start_ms), o.vehicle_count,
+                 float(o.mean_speed_kmh), float(o.queue_length_m), float(o.occupancy_pct), int(bool(o.stopped_vehicle)),
+                 int(o.frames)) for o in observations]
+        self._upsert(m, [*m.tags, m.time, *(f for f, _ in m.fields)], rows)
+        return len(rows)
+
     def write_health(self, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
         """Upsert detector health points: tags detector_id, corridor, direction, status; time ``at_ms``;
         every other column/key is a field."""
@@ -278,6 +297,8 @@ class LocalStore:
                 df[col] = df[col].astype("Int64" if has_null else np.int64)
         if measurement == "flow":
             df["imputed"] = df["imputed"].astype(bool)
+        if measurement == "camera":
+            df["stopped_vehicle"] = df["stopped_vehicle"].astype(bool)
         df.insert(0, "time", pd.to_datetime(df[m.time].astype(np.int64), unit="ms", utc=True))
         return df
 
