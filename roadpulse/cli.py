@@ -15,6 +15,7 @@ EPILOG = """examples:
   roadpulse run --network my-roads.json      run on your own roads
   roadpulse replay day.csv --network my-roads.json
   roadpulse query "SELECT * FROM incident"   query the local store with SQL
+  roadpulse evaluate incidents               score every incident detector on held-out scenarios (DR, FAR, TTD)
   roadpulse run --serve --speedup 120        watch it live: operators' and commuters' pages at http://127.0.0.1:8080
   roadpulse serve --store out/roadpulse.sqlite   serve a finished run's results
 """
@@ -82,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", help='e.g. "SELECT status, COUNT(*) FROM incident GROUP BY status"')
     query.add_argument("--store", type=Path, default=Path("out/roadpulse.sqlite"), help="store file")
 
-    from roadpulse import dashboards_cli, fullstack
+    from roadpulse import dashboards_cli, evaluate_cli, fullstack
 
+    evaluate_cli.add_arguments(sub)
     serve.add_arguments(sub)
     fullstack.add_arguments(sub)
     dashboards_cli.add_arguments(sub)
@@ -194,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from roadpulse import fullstack, serve
+    from roadpulse import evaluate_cli, fullstack, serve
 
-    handlers = {"run": cmd_run, "network": cmd_network, "replay": cmd_replay, "query": cmd_query,
+    handlers = {"evaluate": evaluate_cli.run,"run": cmd_run, "network": cmd_network, "replay": cmd_replay, "query": cmd_query,
                 "serve": serve.cmd_serve,
                 "worker": fullstack.cmd_worker, "simulate": fullstack.cmd_simulate}
     handler = handlers.get(args.command) or getattr(args, "handler", None)
