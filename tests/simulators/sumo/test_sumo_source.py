@@ -15,6 +15,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from ingest.validate import ReadingValidator
+from models.wire import encode_readings
+from simulators import split_by_station
 from simulators.incidents import IncidentSpec
 from simulators.sumo.incidents import check_site, incident_sites_km
 from simulators.sumo.scenario import DEFAULT_START_MS, SumoScenarioConfig
@@ -33,10 +36,15 @@ def run(tmp_path_factory):
     src = SumoSource(CONFIG, workdir=tmp_path_factory.mktemp("sumo-eq"))
     stage = StationStage(src.network, PipelineConfig(window_lengths_ms=(30_000,), incident_window_ms=30_000,
                                                      allowed_lateness_ms=0, impute=False))
+    validator = ReadingValidator(src.network)
     batches, lanes = [], []
     for batch in src:
         batches.append(batch)
-        late = stage.process(src.network.detector_numbers(batch.detector_id), batch)
+        parts = split_by_station(batch, src.network)
+        good, numbers, dead = validator.validate_many([encode_readings(b) for _, b in parts], [k for k, _ in parts],
+                                                      source="readings", now_ms=src.now_ms)
+        assert not dead and len(good) == len(batch)
+        late = stage.process(numbers, good)
         assert not late.any()
         lanes += stage.poll().lanes
     lanes += stage.poll(flush=True).lanes
