@@ -15,6 +15,8 @@ running raises; ``close()`` (or exhausting the iterator) frees the slot.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -93,8 +95,10 @@ class SumoSource:
         if SumoSource._running is not None and SumoSource._running is not self:
             raise RuntimeError("another SumoSource is running in this process (libsumo runs one simulation); "
                                "close() it first")
-        import libsumo  # only here: importing it is heavy and prints a pyarrow notice
-
+        with contextlib.redirect_stdout(io.StringIO()) as notice:
+            import libsumo  # only here: heavy, and it prints a pyarrow version notice on import
+        if notice.getvalue().strip():
+            log.debug("libsumo: %s", notice.getvalue().strip())
         libsumo.start(self.scenario.sumo_args())
         SumoSource._running = self
         self._traci = libsumo
