@@ -250,23 +250,62 @@ def read_partition_states(bootstrap: str, app_id: str, table: str) -> dict[int, 
     return {p: load_state(v[_OFFSET.size:]) for p, v in latest.items()}
 
 
+class TableWatcher:
+    """Follows a worker table's changelog incrementally (latest snapshot per partition), cheaper than re-reading it."""
+
+    def __init__(self, bootstrap: str, app_id: str, table: str) -> None:
+        import uuid
+
+        from confluent_kafka import Consumer
+
+        self.topic = f"{app_id}-{table}-changelog"
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watch-{uuid.uuid4().hex[:8]}",
+                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                                   "topic.metadata.refresh.interval.ms": 1000})
+        self._consumer.subscribe([self.topic])
+        self._latest: dict[int, bytes] = {}
+        self._states: dict[int, dict] = {}
+
+    def poll(self, timeout_s: float = 0.5) -> dict[int, dict]:
+        """Snapshots (decoded) of every partition seen so far, after reading what is new."""
+        from stream.faust_app.app import _OFFSET
+        from stream.faust_app.state import load_state
+
+        changed = set()
+        while True:
+            msgs = self._consumer.consume(10_000, timeout_s)
+            for m in msgs:
+                if m.error() is None and m.key():
+                    p = int(m.key()[1:])
+                    self._latest[p] = m.value()
+                    changed.add(p)
+            if len(msgs) < 10_000:
+                break
+            timeout_s = 0.0
+        for p in changed:
+            self._states[p] = load_state(self._latest[p][_OFFSET.size:])
+        return dict(self._states)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def wait_until_finished(bootstrap: str, app_id: str, partitions: int, timeout_s: float,
                         procs: list[subprocess.Popen] | None = None) -> dict[int, dict]:
     """Wait until every corridor partition has passed the end-of-stream marker; returns their states."""
     deadline = time.monotonic() + timeout_s
+    watcher = TableWatcher(bootstrap, app_id, "corridor-state")
     states: dict[int, dict] = {}
-    while time.monotonic() < deadline:
-        for proc in procs or []:
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker {proc.args} exited with {proc.returncode} before the end of the stream")
-        try:
-            states = read_partition_states(bootstrap, app_id, "corridor-state")
-        except Exception as exc:  # noqa: BLE001 - changelog not created yet
-            log.debug("no corridor states yet: %s", exc)
-            states = {}
-        if len(states) == partitions and all(s["finished"] for s in states.values()):
-            return states
-        time.sleep(1.0)
+    try:
+        while time.monotonic() < deadline:
+            for proc in procs or []:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker {proc.args} exited with {proc.returncode} before the end of the stream")
+            states = watcher.poll(0.5)
+            if len(states) == partitions and all(s["finished"] for s in states.values()):
+                return states
+    finally:
+        watcher.close()
     done = sorted(p for p, s in states.items() if s.get("finished"))
     raise TimeoutError(f"corridor partitions finished: {done} of {partitions} after {timeout_s}s")
 

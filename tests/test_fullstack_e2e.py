@@ -189,8 +189,9 @@ def fullstack(kafka_bootstrap, tmp_path_factory):
     finally:
         for w in workers:
             stop_worker(w)
-        delete_topics(kafka_bootstrap, prefix)
-        delete_topics(kafka_bootstrap, app_id)
+        if not keep:
+            delete_topics(kafka_bootstrap, prefix)
+            delete_topics(kafka_bootstrap, app_id)
     data = [RecordedMessage(m.key, m.value, m.timestamp_ms) for m in rec.sent if m.partition is None]
     ref = embedded_reference(network, config, data, pub.end_ms)
     logs = "\n".join(p.read_text(errors="replace") for p in tmp.glob("worker-*/worker*.log"))

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from ingest.kafka.producer import KafkaProducer
 from models.network import Network
@@ -91,6 +92,7 @@ class FaustRuntime:
         self._corridors: dict[int, tuple[CorridorPartition, int]] = {}
         self.counters: dict[str, int] = defaultdict(int)
         self._producer: KafkaProducer | None = None
+        self._seeks: dict[tuple[str, int], int] = {}
         self.app = self._build_app()
 
     # ---- app -------------------------------------------------------------------
@@ -187,6 +189,9 @@ class FaustRuntime:
         for partition, msgs in _by_partition(events).items():
             state = self.station_state(partition)
             result = state.process(msgs)
+            if result.gap_from is not None:
+                await self._seek_back(self.readings, partition, state, result.gap_from)
+                continue
             self.counters["redelivered_skipped"] += result.skipped
             if len(msgs) == result.skipped:
                 continue
@@ -212,6 +217,9 @@ class FaustRuntime:
             state = self.corridor_state(partition)
             decoded = [(m, None if m.key in MARKER_KEYS else decode_flow_windows(m.value)) for m in msgs]
             result = state.process(decoded)
+            if result.gap_from is not None:
+                await self._seek_back(self.station_windows, partition, state, result.gap_from)
+                continue
             if len(msgs) == result.skipped:
                 continue
             out.extend(corridor_messages(result, closed_ns))
@@ -224,6 +232,18 @@ class FaustRuntime:
         t2 = time.perf_counter()
         await self._save_all(self.corridor_table, self._corridors, done)
         self._timing("corridor", len(events), t0, t1, t2, time.perf_counter())
+
+    async def _seek_back(self, topic: Any, partition: int, state: Any, offset: int) -> None:
+        """Re-read from the state's position: offsets were committed past its snapshot (a rebalance race)."""
+        key = (topic.get_topic_name(), partition)
+        if self._seeks.get(key) == offset:  # sought once already and the log still starts later
+            log.warning("%s[%d]: offsets before %d are gone; continuing after the gap", key[0], partition, offset)
+            state.accept_gap_at = offset
+            return
+        self._seeks[key] = offset
+        self.counters["seek_backs"] += 1
+        log.warning("%s[%d]: input jumped past the snapshot; seeking back to offset %d", key[0], partition, offset)
+        await self.app.consumer.seek(TP(key[0], partition), offset)
 
     def _timing(self, stage: str, n: int, t0: float, t1: float, t2: float, t3: float) -> None:
         c = self.counters

@@ -85,6 +85,7 @@ class StationResult:
     readings_accepted: int = 0
     skipped: int = 0  # re-delivered messages already in the state
     eos_at_ms: int | None = None  # set when this batch ended the stream
+    gap_from: int | None = None  # messages from this offset on are missing: nothing was processed
 
 
 class StationPartition:
@@ -101,6 +102,7 @@ class StationPartition:
         if "validator" in state:
             _restore_validator(self.validator, state["validator"])
         self.offset: int = state.get("offset", -1)
+        self.accept_gap_at: int | None = None
         self.clock_ms: int = state.get("clock_ms", 0)
         self.finished: bool = state.get("finished", False)
         self.totals: Counter = state.get("totals", Counter())
@@ -121,6 +123,10 @@ class StationPartition:
         out.skipped = len(messages) - len(fresh)
         self.totals["redelivered_skipped"] += out.skipped
         if not fresh:
+            return out
+        out.gap_from = _gap(self, fresh[0].offset)
+        if out.gap_from is not None:
+            out.skipped = len(messages)
             return out
         self.offset = fresh[-1].offset
         data = [m for m in fresh if "eos" not in m.headers]
@@ -190,6 +196,7 @@ class CorridorResult:
     duplicates_dropped: int = 0
     skipped: int = 0
     finished_at_ms: int | None = None
+    gap_from: int | None = None
 
 
 class CorridorPartition:
@@ -216,6 +223,7 @@ class CorridorPartition:
         self.stage = CorridorStage(network, config, roadway_keys=self.roadway_keys or None,
                                    resume_state=stage_state)
         self.offset: int = state.get("offset", -1)
+        self.accept_gap_at: int | None = None
         self.high: dict[tuple[int, str, int], int] = state.get("high", {})  # (source, roadway, window_ms) -> start
         self.source_wm: dict[int, int] = state.get("source_wm", {})  # source -> no later window ends before this
         self.buffer: dict[tuple[int, int, str], list[FlowWindowBatch]] = state.get("buffer", {})
@@ -229,6 +237,10 @@ class CorridorPartition:
         fresh = [(m, b) for m, b in messages if m.offset > self.offset]
         out.skipped = len(messages) - len(fresh)
         if not fresh:
+            return out
+        out.gap_from = _gap(self, fresh[0][0].offset)
+        if out.gap_from is not None:
+            out.skipped = len(messages)
             return out
         self.offset = fresh[-1][0].offset
         for m, batch in fresh:
@@ -281,6 +293,19 @@ class CorridorPartition:
         return dump_state({"version": SNAPSHOT_VERSION, "partition": self.partition, "offset": self.offset,
                            "high": self.high, "source_wm": self.source_wm, "buffer": self.buffer, "eos": self.eos,
                            "finished": self.finished, "totals": self.totals, "stage": self.stage.snapshot()})
+
+
+def _gap(state: Any, first_offset: int) -> int | None:
+    """The offset the state expects next, when the input jumped beyond it (else None).
+
+    A jump means offsets were committed past the state's snapshot (a rebalance
+    raced the snapshot write): the consumer must seek back. ``accept_gap_at`` lets
+    a state take a jump that persists after one seek (a log truncated by retention).
+    """
+    expected = state.offset + 1
+    if first_offset <= expected or state.accept_gap_at == expected:
+        return None
+    return expected
 
 
 def _validator_state(v: ReadingValidator) -> dict[str, Any]:

@@ -166,6 +166,19 @@ def test_corridor_waits_for_every_source_partition(scenario):
     for src in range(N - 1):
         c.process([(InMessage(src, "__wm__", b"", 0, {"src": str(src).encode(), "wm": b"%d" % 10**13}), None)])
     assert c.watermark_ms == WM_NONE  # one source is still silent: nothing is final
-    c.process([(InMessage(N, "__wm__", b"", 0, {"src": str(N - 1).encode(), "wm": b"5"}), None)])
+    c.process([(InMessage(N - 1, "__wm__", b"", 0, {"src": str(N - 1).encode(), "wm": b"5"}), None)])
     assert c.watermark_ms == 5
     assert np.isfinite(c.watermark_ms)
+
+
+def test_a_jump_past_the_snapshot_is_reported_not_processed(scenario):
+    network, config, sent, _, _ = scenario
+    msgs = [InMessage(i, s.key, s.value, s.timestamp_ms, s.headers) for i, s in
+            enumerate(s for s in sent if s.partition is None and partition_of(s.key, N) == 0)]
+    st = StationPartition(network, config, 0, N)
+    assert st.process(msgs[:10]).gap_from is None and st.offset == 9
+    res = st.process(msgs[15:20])  # offsets 10..14 were committed but never reached this state
+    assert res.gap_from == 10 and st.offset == 9 and res.messages_in == 0
+    assert st.process(msgs[10:20]).gap_from is None and st.offset == 19  # after seeking back
+    st.accept_gap_at = 20  # a log truncated by retention: taken once the consumer confirmed it
+    assert st.process(msgs[25:30]).gap_from is None and st.offset == 29
