@@ -22,10 +22,11 @@ every minute for 4 cameras would add hours to a simulated day. Instead:
   watched segment (a candidate building persistence, or an alarm): the loops
   point the camera, as traffic centres cue CCTV from detector alarms; capped at
   ``cue_max_min`` minutes in a row;
-* no stepping through the gaps: before a burst the scene is refilled in steady
-  state at the minute's flow and speed (while a true incident is active, from up
-  to 2 minutes before, stepped coarsely, so the stopped vehicle and its queue are
-  there when the burst starts).
+* no stepping through the gaps: before a burst the scene is refilled at the
+  minute's flow and speed and stepped coarsely (0.5 s, no drawing) for 20 s, so
+  vehicles arrive at the loops' flow (a freshly filled road alone carries ~15 %
+  fewer); while a true incident is active, for up to 2 minutes of it, so the
+  stopped vehicle and its queue are there when the burst starts.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
 DEFAULT_CAMERAS = 4
 INCIDENT_WARM_MS = 120_000  # how much of an active incident is simulated before a burst
+SCENE_WARM_MS = 20_000  # arrivals simulated before every burst: a freshly filled road carries ~15 % too few
 WARM_STEP_MS = 500  # coarse steps for that warm-up (no rendering)
 
 
@@ -60,8 +62,8 @@ class CameraPlan:
 
     n_cameras: int = DEFAULT_CAMERAS
     roadways: int = 2  # cameras go on the first this many roadways, spread evenly
-    every_min: int = 30  # census burst cadence per camera
-    burst_s: float = 6.0  # video per census burst
+    every_min: int = 60  # census burst cadence per camera
+    burst_s: float = 5.0  # video per census burst
     cued_burst_s: float = 8.0  # video per cued burst (stopped-vehicle test needs 5 s of stillness)
     cue: bool = True
     cue_max_min: int = 30
@@ -292,7 +294,7 @@ class CameraWorld:
         n_frames = max(int(round(burst_s * 1000 / frame_ms)), 1)
         start = minute + MINUTE_MS - (n_frames + 1) * frame_ms  # the last frame still inside the minute
         incident, since_ms = self._incident(s, start)
-        warm_ms = 0 if since_ms is None else min(max(start - since_ms, 0), INCIDENT_WARM_MS)
+        warm_ms = max(SCENE_WARM_MS, 0 if since_ms is None else min(max(start - since_ms, 0), INCIDENT_WARM_MS))
         warm_ms -= warm_ms % WARM_STEP_MS
         # a fresh scene in steady state (no stepping through the gap since the last burst)
         sim.advance(0, flow, speed)  # populates on first use; the scene is replaced just below
