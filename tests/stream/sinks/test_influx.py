@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from models.records import Alert, DeadLetter, FlowWindowBatch, Incident
-from stream.sinks.influx import InfluxSink, dead_letter_lines, escape_tag, flow_lines, make_line, window_label
+from stream.sinks.influx import (InfluxSink, camera_line, dead_letter_lines, escape_tag, flow_lines, make_line,
+                                 window_label)
 from stream.sinks.spool import Spool, read_lines
 from stream.sinks.sqlite_store import LocalStore
 
@@ -334,6 +335,43 @@ def test_results_read_back_with_flux_equal_what_was_written(influx, bucket, tmp_
 
     (pipe,) = query_rows(influx, bucket, "pipeline")
     assert (pipe["component"], pipe["readings_total"], pipe["readings_per_s"]) == ("core", 1234, 56.5)
+
+
+def camera_observations() -> list:
+    from models.camera import CameraObservation
+
+    return [CameraObservation("CAM-PIE-E-012", "PIE-E-012", "PIE-E-012>PIE-E-013", T0_MS + k * 60_000, 60_000,
+                              (20, 30, 10 + k), 88.5 if k == 0 else float("nan"), 12.5 * k, 7.25, k == 1,
+                              T0_MS + 65_000 if k == 1 else None, 80) for k in range(2)]
+
+
+def test_camera_lines_leave_out_nan_speed_and_keep_the_store_schema():
+    line = camera_line(camera_observations()[1])
+    assert line == ("camera,camera_id=CAM-PIE-E-012,segment_id=PIE-E-012>PIE-E-013,station_id=PIE-E-012 "
+                    f"vehicle_count=61i,queue_length_m=12.5,occupancy_pct=7.25,stopped_vehicle=true,frames=80i "
+                    f"{T0_MS + 60_000}")
+    from stream.sinks.sqlite_store import MEASUREMENTS
+    m = MEASUREMENTS["camera"]
+    _, tags, fields, _ = _parse_line(camera_line(camera_observations()[0]))
+    assert set(tags) == set(m.tags) and set(fields) == {f for f, _ in m.fields}
+
+
+def test_camera_observations_read_back_as_the_local_store_holds_them(influx, bucket, tmp_path):
+    with make_sink(influx, bucket, tmp_path / "spool") as sink:
+        sink.write_cameras(camera_observations())
+        sink.write_cameras(camera_observations())  # written twice: still two points
+    rows = sorted(query_rows(influx, bucket, "camera"), key=lambda r: r["time_ms"])
+    store = LocalStore(":memory:")
+    store.write_cameras(camera_observations())
+    local = store.load("camera")
+    assert [r["time_ms"] for r in rows] == local["interval_start_ms"].tolist()
+    for r, (_, want) in zip(rows, local.iterrows(), strict=True):
+        for tag in ("camera_id", "station_id", "segment_id"):
+            assert r[tag] == want[tag]
+        assert r["vehicle_count"] == want["vehicle_count"] and isinstance(r["vehicle_count"], int)
+        assert r["stopped_vehicle"] is bool(want["stopped_vehicle"]) and r["frames"] == want["frames"]
+        assert (r["queue_length_m"], r["occupancy_pct"]) == (want["queue_length_m"], want["occupancy_pct"])
+        assert r.get("mean_speed_kmh") == (None if np.isnan(want["mean_speed_kmh"]) else want["mean_speed_kmh"])
 
 
 def test_writing_the_same_results_twice_leaves_no_duplicates(influx, bucket, tmp_path):

@@ -155,3 +155,24 @@ def test_schema_matches_the_contract() -> None:
     assert MEASUREMENTS["dead_letter"].key == ("at_ms", "reason", "source", "seq")
     assert [window_tag(ms) for ms in (30_000, 60_000, 300_000, 3_600_000, 1500)] == ["30s", "1m", "5m", "1h",
                                                                                       "1500ms"]
+
+
+def _camera_obs(minute: int, stopped: bool = False, speed: float = 88.5):
+    from models.camera import CameraObservation
+
+    return CameraObservation("CAM-PIE-E-012", "PIE-E-012", "PIE-E-012>PIE-E-013", T0 + minute * 60_000, 60_000,
+                             (20, 30, 10), speed, 12.5 if stopped else 0.0, 7.25, stopped,
+                             T0 + minute * 60_000 + 5_000 if stopped else None, 80)
+
+
+def test_camera_observations_round_trip_and_rewriting_replaces(store: LocalStore) -> None:
+    assert MEASUREMENTS["camera"].tags == ("camera_id", "station_id", "segment_id")
+    assert store.write_cameras([_camera_obs(0), _camera_obs(1, stopped=True, speed=float("nan"))]) == 2
+    store.write_cameras([_camera_obs(0, speed=70.0)])  # the same point again: replaced, not added
+    df = store.load("camera", camera_id="CAM-PIE-E-012")
+    assert df["interval_start_ms"].tolist() == [T0, T0 + 60_000]
+    assert df["vehicle_count"].tolist() == [60, 60] and df["frames"].tolist() == [80, 80]
+    assert df["stopped_vehicle"].tolist() == [False, True] and df["stopped_vehicle"].dtype == bool
+    assert df["mean_speed_kmh"].iloc[0] == 70.0 and np.isnan(df["mean_speed_kmh"].iloc[1])
+    assert df["queue_length_m"].tolist() == [0.0, 12.5] and df["occupancy_pct"].tolist() == [7.25, 7.25]
+    assert (df["segment_id"] == "PIE-E-012>PIE-E-013").all() and str(df["time"].dt.tz) == "UTC"
