@@ -47,11 +47,11 @@ def add_arguments(subparsers: "argparse._SubParsersAction") -> argparse.Argument
     inc.set_defaults(evaluate_handler=cmd_incidents)
     mla = sub.add_parser(
         "metr-la", help="replay the METR-LA week (real speeds) and count alarms per sensor-day",
-        description="Replay /work/shared/data/metr-la-week (207 LA sensors, 5-min speeds) through the pipeline as a "
+        description="Replay the shared METR-LA week (../shared/data/metr-la-week: 207 LA sensors, 5-min speeds) through the pipeline as a "
                     "speed-only source (occupancy and flow derived from speed; stated in the report) and report "
                     "alarms per sensor-day on weekdays and the weekend for each algorithm.")
-    mla.add_argument("--data", type=Path, default=Path("/work/shared/data/metr-la-week"), metavar="DIR",
-                     help="folder with los_speed.csv and los_adj.csv")
+    mla.add_argument("--data", type=Path, default=None, metavar="DIR",
+                     help="folder with los_speed.csv and los_adj.csv (default: ../shared/data/metr-la-week)")
     mla.add_argument("--out", type=Path, default=Path("out/evaluation"), metavar="DIR",
                      help="report folder (default out/evaluation)")
     mla.add_argument("--algorithms", nargs="+", default=list(ALGORITHM_NAMES), choices=ALGORITHM_NAMES,
@@ -97,8 +97,9 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def cmd_metr_la(args: argparse.Namespace) -> int:
-    from stream.evaluation.metr_la import evaluate_metr_la, markdown
+    from stream.evaluation.metr_la import DEFAULT_DIR, evaluate_metr_la, markdown
 
+    args.data = args.data or DEFAULT_DIR
     result = evaluate_metr_la(args.data, args.algorithms, args.out, command=_command(args))
     print(markdown(result))
     print(f"report: {args.out / 'metr_la.md'} (JSON: metr_la.json)")

@@ -19,7 +19,9 @@ from typing import Any
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "grafana-jsonschema"
+from models.shared_data import shared_dir
+
+DEFAULT_SCHEMA_DIR = shared_dir() / "grafana-jsonschema"
 # panel "type" -> schema file stem where the two differ
 PANEL_SCHEMA_FILES = {"status-history": "statushistory", "state-timeline": "statetimeline"}
 

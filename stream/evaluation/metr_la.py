@@ -41,11 +41,12 @@ import pandas as pd
 
 from models.network import Network, Roadway, Station
 from models.records import Incident, ReadingBatch
+from models.shared_data import shared_dir
 from stream.core.flow import EFFECTIVE_VEHICLE_LENGTH_M
 from stream.core.incidents import ALGORITHMS
 from stream.core.pipeline import CorridorStage, PipelineConfig, StationStage
 
-DEFAULT_DIR = Path("/work/shared/data/metr-la-week")
+DEFAULT_DIR = shared_dir() / "data" / "metr-la-week"
 MPH_TO_KMH = 1.609344
 INTERVAL_MS = 300_000
 START_MS = 1_330_588_800_000  # 2012-03-01T00:00-08:00 (PST), the inferred first row

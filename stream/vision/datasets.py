@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from models.camera import CameraCalibration, CameraSpec
+from models.shared_data import shared_dir
 from stream.vision.processor import VisionConfig
 
-NGSIM_DIR = Path("/work/shared/data/ngsim-us101-seq1")
+NGSIM_DIR = shared_dir() / "data" / "ngsim-us101-seq1"
 
 
 @dataclass(frozen=True)
