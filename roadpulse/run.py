@@ -68,8 +68,10 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
     """Run a simulated period end to end in this process.
 
     ``incidents`` are staged on top of ``settings.incidents`` random ones.
-    ``cameras``: a :class:`CameraPlan`, or a number of cameras (0 = none); default
-    ``settings.extra["cameras"]``, else 4 (see roadpulse/cameras_run.py).
+    ``cameras``: a :class:`CameraPlan`, or a number of cameras (0 = none); by default
+    ``settings.extra["cameras"]`` (the CLI's ``--cameras``, 4 unless told otherwise; see
+    roadpulse/cameras_run.py), and no cameras when the settings do not mention them, so
+    callers that never asked for cameras run as before.
     """
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +87,11 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
     pipe = EmbeddedPipeline(network, pipeline_config, bus, store)
     chaos = ChaosInjector(rate=settings.chaos_rate, seed=settings.seed)
     producer = bus.producer()
-    plan = cameras if isinstance(cameras, CameraPlan) else CameraPlan.from_settings(
-        {**settings.extra, **({} if cameras is None else {"cameras": cameras})})
+    if isinstance(cameras, CameraPlan):
+        plan = cameras
+    else:
+        n = cameras if cameras is not None else settings.extra.get("cameras", 0)
+        plan = CameraPlan.from_settings({**settings.extra, "cameras": n})
     world = None
     if plan.n_cameras > 0:
         staged = [t.segment_id for t in sim.ground_truth.incidents
