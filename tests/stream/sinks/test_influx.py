@@ -22,8 +22,15 @@ import numpy as np
 import pytest
 
 from models.records import Alert, DeadLetter, FlowWindowBatch, Incident
-from stream.sinks.influx import (InfluxSink, camera_line, dead_letter_lines, escape_tag, flow_lines, make_line,
-                                 window_label)
+from stream.sinks.influx import (
+    InfluxSink,
+    camera_line,
+    dead_letter_lines,
+    escape_tag,
+    flow_lines,
+    make_line,
+    window_label,
+)
 from stream.sinks.spool import Spool, read_lines
 from stream.sinks.sqlite_store import LocalStore
 
