@@ -178,7 +178,10 @@ def test_webhook_gets_a_correctly_signed_alert_after_a_retry(live):
 
 
 def test_operator_sees_the_cameras_annotated_snapshot(live):
-    assert "CAM-PIE-6" in live["camera_caption"] and live["segment"].segment_id in live["camera_caption"]
+    # the run's own cameras (one is cued to the incident's segment) and the test's camera watch that segment;
+    # the page shows whichever snapshot came last, with its detections drawn
+    caption = live["camera_caption"]
+    assert "CAM-" in caption and live["segment"].segment_id in caption and "detections drawn" in caption
 
 
 def test_web_subscription_alerts_match_what_the_run_detected(live):
