@@ -269,6 +269,7 @@ class CameraStage:
             self._open.add(meta.camera_id)
             self._last[meta.camera_id] = (m.value, meta.time_ms, m.headers)
         self.consumer.commit()
+        closed_now: list[str] = []
         for cam_id in sorted(self._open):
             vp = self.processors[cam_id]
             _, last_ms, _ = self._last[cam_id]
@@ -276,7 +277,7 @@ class CameraStage:
             if flush or last_ms - last_ms % length + length <= now_ms:
                 raw.extend(self._with_stopped(o) for o in vp.flush())
                 self._open.discard(cam_id)
-                self._snapshot(cam_id)
+                closed_now.append(cam_id)
         scaled = [self._scaled(o) for o in raw]
         if scaled:
             self.sink.write_cameras(scaled)
@@ -285,6 +286,8 @@ class CameraStage:
                 cur = self.latest.get(o.camera_id)
                 if cur is None or o.interval_start_ms >= cur.interval_start_ms:
                     self.latest[o.camera_id] = o
+        for cam_id in closed_now:
+            self._snapshot(cam_id)
         return letters
 
     def _check_stopped(self, cam_id: str, vp, time_ms: int) -> None:
@@ -333,7 +336,7 @@ class CameraStage:
         if frame is None:
             return
         obs = self.latest.get(cam_id)
-        stopped = vp.stopped_vehicle(time_ms) is not None
+        stopped = obs is not None and obs.stopped_vehicle  # this interval's observation (written just before)
         label = f"{cam_id} {vp.spec.segment_id}" + ("  STOPPED VEHICLE" if stopped else "")
         picture = annotate(frame, vp.detections_full_px(), vp.spec.calibration, label=label)
         ok, buf = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
