@@ -92,7 +92,7 @@ class FaustRuntime:
         self._corridors: dict[int, tuple[CorridorPartition, int]] = {}
         self.counters: dict[str, int] = defaultdict(int)
         self._producer: KafkaProducer | None = None
-        self._seeks: dict[tuple[str, int], int] = {}
+        self._seeks: dict[tuple[str, int], tuple[int, float]] = {}
         self.app = self._build_app()
 
     # ---- app -------------------------------------------------------------------
@@ -234,16 +234,29 @@ class FaustRuntime:
         self._timing("corridor", len(events), t0, t1, t2, time.perf_counter())
 
     async def _seek_back(self, topic: Any, partition: int, state: Any, offset: int) -> None:
-        """Re-read from the state's position: offsets were committed past its snapshot (a rebalance race)."""
-        key = (topic.get_topic_name(), partition)
-        if self._seeks.get(key) == offset:  # sought once already and the log still starts later
-            log.warning("%s[%d]: offsets before %d are gone; continuing after the gap", key[0], partition, offset)
+        """Re-read from the state's position: the consumer is past the snapshot's offset.
+
+        Seen here: a fresh group's consumer of station_windows can start after
+        offset 0 (messages produced while partitions were being assigned), and a
+        rebalance can commit offsets past a snapshot. Batches are dropped (not
+        processed) until the sought messages arrive; offsets removed by retention
+        (before the log start) are accepted as gone.
+        """
+        tp = TP(topic.get_topic_name(), partition)
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+        if offset < earliest:
+            log.warning("%s[%d]: offsets %d..%d are gone (retention); continuing", tp.topic, partition, offset,
+                        earliest - 1)
             state.accept_gap_at = offset
             return
-        self._seeks[key] = offset
+        last = self._seeks.get((tp.topic, partition))
+        now = time.monotonic()
+        if last is not None and last[0] == offset and now - last[1] < 5.0:
+            return  # sought already: drop what was buffered before the seek took effect
+        self._seeks[(tp.topic, partition)] = (offset, now)
         self.counters["seek_backs"] += 1
-        log.warning("%s[%d]: input jumped past the snapshot; seeking back to offset %d", key[0], partition, offset)
-        await self.app.consumer.seek(TP(key[0], partition), offset)
+        log.warning("%s[%d]: input is past the snapshot; seeking back to offset %d", tp.topic, partition, offset)
+        await self.app.consumer.seek(tp, offset)
 
     def _timing(self, stage: str, n: int, t0: float, t1: float, t2: float, t3: float) -> None:
         c = self.counters
