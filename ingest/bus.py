@@ -104,13 +104,40 @@ def _wall_clock_ms() -> int:
 
 
 class _Topic:
-    """Partitioned append-only logs, plus the produce order for ``read_all``."""
+    """Partitioned append-only logs, plus the produce order for ``read_all``.
 
-    def __init__(self, name: str, partitions: int) -> None:
+    With a byte retention, the oldest messages of a partition are dropped once it
+    holds more than that many value bytes (as Kafka's ``retention.bytes``);
+    offsets stay absolute (``base`` is the offset of a partition's first kept message).
+    """
+
+    def __init__(self, name: str, partitions: int, retention_bytes: int | None = None) -> None:
         self.name = name
         self.logs: list[list[Message]] = [[] for _ in range(partitions)]
+        self.base: list[int] = [0] * partitions
+        self.size_bytes: list[int] = [0] * partitions
+        self.retention_bytes = retention_bytes
         self.in_order: list[Message] = []
+        self.appended = 0
         self.next_round_robin = 0
+
+    def end_offset(self, partition: int) -> int:
+        return self.base[partition] + len(self.logs[partition])
+
+    def trim(self, partition: int) -> None:
+        """Drop the oldest messages until the partition is back under three quarters of its retention."""
+        limit = self.retention_bytes
+        if limit is None or self.size_bytes[partition] <= limit:
+            return
+        log = self.logs[partition]
+        target = self.size_bytes[partition] - limit * 3 // 4
+        dropped = freed = 0
+        while dropped < len(log) and freed < target:
+            freed += len(log[dropped].value)
+            dropped += 1
+        del log[:dropped]
+        self.base[partition] += dropped
+        self.size_bytes[partition] -= freed
 
     @property
     def n_partitions(self) -> int:
@@ -120,10 +147,14 @@ class _Topic:
 class MemoryBus:
     """An in-process bus with partitioned topics and consumer groups (see the module docstring)."""
 
-    def __init__(self, partitions: int = DEFAULT_PARTITIONS, clock_ms: Callable[[], int] = _wall_clock_ms) -> None:
+    def __init__(self, partitions: int = DEFAULT_PARTITIONS, clock_ms: Callable[[], int] = _wall_clock_ms,
+                 retention_bytes: int | None = None) -> None:
+        """``retention_bytes``: per partition, as Kafka's ``retention.bytes`` (None keeps everything,
+        and ``read_all`` then returns every message; with a retention it returns what is kept)."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self.partitions = partitions
+        self.retention_bytes = retention_bytes
         self._clock_ms = clock_ms
         self._topics: dict[str, _Topic] = {}
         self._committed: dict[tuple[str, str, int], int] = {}  # (group, topic, partition) -> next offset
@@ -135,12 +166,12 @@ class MemoryBus:
         with self._lock:
             if topic in self._topics:
                 raise ValueError(f"topic {topic!r} already exists")
-            self._topics[topic] = _Topic(topic, partitions or self.partitions)
+            self._topics[topic] = _Topic(topic, partitions or self.partitions, self.retention_bytes)
 
     def _topic(self, topic: str) -> _Topic:
         t = self._topics.get(topic)
         if t is None:
-            t = self._topics[topic] = _Topic(topic, self.partitions)
+            t = self._topics[topic] = _Topic(topic, self.partitions, self.retention_bytes)
         return t
 
     def topics(self) -> list[str]:
@@ -157,18 +188,23 @@ class MemoryBus:
         """Messages ever appended to ``topic`` (0 for a topic that does not exist)."""
         with self._lock:
             t = self._topics.get(topic)
-            return 0 if t is None else len(t.in_order)
+            return 0 if t is None else t.appended
 
     def read_all(self, topic: str) -> list[Message]:
         """Every message of ``topic`` in the order it was produced (for tests and tools)."""
         with self._lock:
             t = self._topics.get(topic)
-            return [] if t is None else list(t.in_order)
+            if t is None:
+                return []
+            if t.retention_bytes is None:
+                return list(t.in_order)
+            return sorted((m for log in t.logs for m in log), key=lambda m: (m.timestamp_ms, m.partition, m.offset))
 
     def end_offsets(self, topic: str) -> list[int]:
         """Next offset of each partition of ``topic``."""
         with self._lock:
-            return [len(log) for log in self._topic(topic).logs]
+            t = self._topic(topic)
+            return [t.end_offset(p) for p in range(t.n_partitions)]
 
     def committed(self, group: str, topic: str) -> list[int]:
         """The group's committed offset for each partition of ``topic`` (0 when never committed)."""
@@ -196,14 +232,22 @@ class MemoryBus:
                 t.next_round_robin += 1
             log = t.logs[partition]
             ts = self._clock_ms() if timestamp_ms is None else int(timestamp_ms)
-            msg = Message(topic, partition, len(log), key, value, ts, dict(headers or {}))
+            msg = Message(topic, partition, t.end_offset(partition), key, value, ts, dict(headers or {}))
             log.append(msg)
-            t.in_order.append(msg)
+            t.appended += 1
+            if t.retention_bytes is None:
+                t.in_order.append(msg)
+            else:
+                t.size_bytes[partition] += len(value)
+                t.trim(partition)
             return msg
 
     def _read(self, topic: str, partition: int, offset: int, limit: int) -> list[Message]:
+        """From ``offset`` on; a consumer behind the retention starts at the oldest kept message."""
         with self._lock:
-            return self._topic(topic).logs[partition][offset:offset + limit]
+            t = self._topic(topic)
+            start = max(offset - t.base[partition], 0)
+            return t.logs[partition][start:start + limit]
 
     def _commit(self, group: str, positions: dict[tuple[str, int], int]) -> None:
         with self._lock:
@@ -268,7 +312,7 @@ class MemoryConsumer:
                 break
             batch = self._bus._read(topic, partition, self._positions[(topic, partition)], remaining)
             if batch:
-                self._positions[(topic, partition)] += len(batch)
+                self._positions[(topic, partition)] = batch[-1].offset + 1
                 out.extend(batch)
         self._next = (self._next + 1) % max(len(parts), 1)
         return out

@@ -9,6 +9,7 @@ from tqdm import tqdm
 from ingest.bus import MemoryBus
 from ingest.replay import ReplaySource
 from models.network import Network
+from roadpulse.run import BUS_RETENTION_BYTES
 from roadpulse.settings import Settings
 from stream.core.pipeline import PipelineConfig
 from stream.embedded import EmbeddedPipeline, publish_readings
@@ -22,7 +23,7 @@ def replay_embedded(settings: Settings, network: Network, path: Path, speedup: f
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "roadpulse.sqlite"
-    bus = MemoryBus(partitions=4)
+    bus = MemoryBus(partitions=4, retention_bytes=BUS_RETENTION_BYTES)
     store = LocalStore(store_path)
     pipe = EmbeddedPipeline(network, pipeline_config or PipelineConfig(), bus, store)
     producer = bus.producer()

@@ -23,6 +23,9 @@ from stream.sinks.sqlite_store import LocalStore
 
 log = logging.getLogger(__name__)
 
+# per topic partition: enough for every consumer of a run to keep up, bounded for a day or a week
+BUS_RETENTION_BYTES = 32 * 1024 * 1024
+
 
 @dataclass
 class RunReport:
@@ -82,7 +85,7 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
                                n_random_incidents=settings.incidents, incidents=tuple(incidents),
                                fault_fraction=settings.fault_fraction)
     sim = TrafficSimulator(network, sim_cfg)
-    bus = MemoryBus(partitions=4)
+    bus = MemoryBus(partitions=4, retention_bytes=BUS_RETENTION_BYTES)
     store = LocalStore(store_path)
     pipe = EmbeddedPipeline(network, pipeline_config, bus, store)
     chaos = ChaosInjector(rate=settings.chaos_rate, seed=settings.seed)

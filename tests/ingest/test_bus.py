@@ -124,3 +124,23 @@ def test_missing_timestamp_comes_from_the_injected_clock_and_bad_input_is_refuse
     bus.create_topic("wide", partitions=8)
     assert bus.n_partitions("wide") == 8
     assert bus.topic_size("nothing") == 0 and bus.read_all("nothing") == []
+
+
+def test_byte_retention_keeps_memory_bounded_and_offsets_absolute():
+    from ingest.bus import MemoryBus
+
+    bus = MemoryBus(partitions=1, retention_bytes=1_000)
+    producer = bus.producer()
+    slow = bus.consumer(["t"], group="slow")
+    for i in range(500):
+        producer.produce("t", b"x" * 10 + i.to_bytes(4, "big"), key="k", timestamp_ms=i)
+    assert bus.topic_size("t") == 500
+    assert bus.end_offsets("t") == [500]
+    kept = bus.read_all("t")
+    assert sum(len(m.value) for m in kept) <= 1_000 and len(kept) < 500
+    assert [m.offset for m in kept] == list(range(500 - len(kept), 500))
+    got = slow.poll(max_messages=1_000)  # behind the retention: starts at the oldest kept message
+    assert [m.offset for m in got] == [m.offset for m in kept]
+    assert int.from_bytes(got[-1].value[-4:], "big") == 499
+    producer.produce("t", b"y", key="k", timestamp_ms=500)
+    assert [m.offset for m in slow.poll()] == [500]
