@@ -189,9 +189,8 @@ class FaustRuntime:
         for partition, msgs in _by_partition(events).items():
             state = self.station_state(partition)
             result = state.process(msgs)
-            if result.gap_from is not None:
+            if result.gap_from is not None:  # what came before the jump (if anything) was processed
                 await self._seek_back(self.readings, partition, state, result.gap_from)
-                continue
             self.counters["redelivered_skipped"] += result.skipped
             if len(msgs) == result.skipped:
                 continue
@@ -217,9 +216,8 @@ class FaustRuntime:
             state = self.corridor_state(partition)
             decoded = [(m, None if m.key in MARKER_KEYS else decode_flow_windows(m.value)) for m in msgs]
             result = state.process(decoded)
-            if result.gap_from is not None:
+            if result.gap_from is not None:  # what came before the jump (if anything) was processed
                 await self._seek_back(self.station_windows, partition, state, result.gap_from)
-                continue
             if len(msgs) == result.skipped:
                 continue
             out.extend(corridor_messages(result, closed_ns))

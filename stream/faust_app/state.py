@@ -128,6 +128,7 @@ class StationPartition:
         if out.gap_from is not None:
             out.skipped = len(messages)
             return out
+        fresh, out.gap_from = _contiguous(fresh, lambda m: m.offset)
         self.offset = fresh[-1].offset
         data = [m for m in fresh if "eos" not in m.headers]
         if data:
@@ -242,6 +243,7 @@ class CorridorPartition:
         if out.gap_from is not None:
             out.skipped = len(messages)
             return out
+        fresh, out.gap_from = _contiguous(fresh, lambda mb: mb[0].offset)
         self.offset = fresh[-1][0].offset
         for m, batch in fresh:
             source = int(m.headers.get("src", b"-1"))
@@ -306,6 +308,21 @@ def _gap(state: Any, first_offset: int) -> int | None:
     if first_offset <= expected or state.accept_gap_at == expected:
         return None
     return expected
+
+
+def _contiguous(items: list, offset_of: Any) -> tuple[list, int | None]:
+    """The run of consecutive offsets at the head of ``items`` (repeats dropped), and where a jump starts."""
+    out = [items[0]]
+    last = offset_of(items[0])
+    for item in items[1:]:
+        off = offset_of(item)
+        if off <= last:
+            continue
+        if off != last + 1:
+            return out, last + 1
+        out.append(item)
+        last = off
+    return out, None
 
 
 def _validator_state(v: ReadingValidator) -> dict[str, Any]:
