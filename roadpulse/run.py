@@ -13,7 +13,14 @@ from tqdm import tqdm
 from ingest.bus import MemoryBus
 from ingest.chaos import ChaosInjector
 from models.network import Network
-from roadpulse.cameras_run import CameraPlan, CameraSummary, CameraWorld, format_camera_table, summarise
+from roadpulse.cameras_run import (
+    DEFAULT_CAMERAS,
+    CameraPlan,
+    CameraSummary,
+    CameraWorld,
+    format_camera_table,
+    summarise,
+)
 from roadpulse.settings import Settings
 from simulators import IncidentSpec, SimulationConfig, TrafficSimulator
 from stream.core.pipeline import PipelineConfig
@@ -72,9 +79,8 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
 
     ``incidents`` are staged on top of ``settings.incidents`` random ones.
     ``cameras``: a :class:`CameraPlan`, or a number of cameras (0 = none); by default
-    ``settings.extra["cameras"]`` (the CLI's ``--cameras``, 4 unless told otherwise; see
-    roadpulse/cameras_run.py), and no cameras when the settings do not mention them, so
-    callers that never asked for cameras run as before.
+    ``settings.extra["cameras"]`` (the CLI's ``--cameras``), else 4: cameras are part of
+    every run (see roadpulse/cameras_run.py).
     """
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +99,7 @@ def run_embedded(settings: Settings, network: Network, pipeline_config: Pipeline
     if isinstance(cameras, CameraPlan):
         plan = cameras
     else:
-        n = cameras if cameras is not None else settings.extra.get("cameras", 0)
+        n = cameras if cameras is not None else settings.extra.get("cameras", DEFAULT_CAMERAS)
         plan = CameraPlan.from_settings({**settings.extra, "cameras": n})
     world = None
     if plan.n_cameras > 0:
