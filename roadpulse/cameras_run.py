@@ -167,6 +167,9 @@ class CameraWorld:
         staged = list(staged_segments) if plan.watch_staged else []
         segments = choose_segments(network, plan.n_cameras, plan.roadways, staged) if plan.n_cameras or staged else []
         first_minute = start_ms - start_ms % MINUTE_MS
+        # census slots staggered over the cadence, the staged incidents' cameras first (their scene matters most)
+        slots = sorted(range(len(segments)), key=lambda i: (segments[i].segment_id not in staged, i))
+        slot_of = {i: rank for rank, i in enumerate(slots)}
         for k, seg in enumerate(segments):
             station = network.station_by_id[seg.upstream_station]
             cam = simulated_camera(f"CAM-{station.station_id}", station.station_id, seg.segment_id,
@@ -177,8 +180,7 @@ class CameraWorld:
                 network.detector_numbers(list(network.station_by_id[seg.downstream_station].detector_ids)),
                 CameraSimulator(cam, seed=seed * 1000 + k, start_ms=first_minute),
                 CameraPublisher(producer, cam.spec),
-                # census bursts staggered over the cadence, so cameras do not all film in the same minute
-                next_census_ms=first_minute + (k * plan.every_min // max(len(segments), 1)) * MINUTE_MS))
+                next_census_ms=first_minute + (slot_of[k] * plan.every_min // max(len(segments), 1)) * MINUTE_MS))
         self.loop_minutes: dict[tuple[str, int], LoopMinute] = {}
         self.cpu_s = 0.0
         self._acc: dict[int, _MinuteAcc] = {}
