@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of messages corrupted on purpose to exercise dead letters (default 0.0005)")
     run.add_argument("--subscriptions", type=Path, default=None, metavar="FILE",
                      help="commuter subscriptions JSON (roadpulse/subscriptions.py); default: a few commutes")
+    run.add_argument("--cameras", type=int, default=4, metavar="N",
+                     help="simulated roadside cameras on stations of the first two roadways (plus one on each "
+                          "staged incident's segment); 0 = none (default 4)")
+    run.add_argument("--camera-every", type=int, default=60, metavar="MIN",
+                     help="minutes between a camera's census clips; a camera the incident detector cues "
+                          "films every minute (default 60)")
     from roadpulse import serve
 
     serve.add_run_arguments(run)
@@ -116,6 +122,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         chaos_rate=getattr(args, "bad_records", 0.0),
         subscriptions_file=getattr(args, "subscriptions", None),
         progress=not args.no_progress,
+        extra={"cameras": getattr(args, "cameras", 4), "camera_every_min": getattr(args, "camera_every", 60)},
     )
 
 
