@@ -190,7 +190,7 @@ def fullstack(kafka_bootstrap, tmp_path_factory):
     finally:
         for w in workers:
             stop_worker(w)
-        if not keep:
+        if not os.environ.get("ROADPULSE_E2E_KEEP_TOPICS"):  # for post-mortems
             delete_topics(kafka_bootstrap, prefix)
             delete_topics(kafka_bootstrap, app_id)
     data = [RecordedMessage(m.key, m.value, m.timestamp_ms) for m in rec.sent if m.partition is None]

@@ -73,7 +73,7 @@ class WorkerConfig:
     batch_max: int = 10_000
     batch_within_s: float = 0.25
     standby_replicas: int = 1
-    session_timeout_s: float = 10.0  # a killed worker's partitions move after this long
+    session_timeout_s: float = 30.0  # a killed worker's partitions move after this long
     # (level, window ms) published on flow_windows but not written to the sink, as in the embedded runtime
     unstored: frozenset[tuple[str, int]] = frozenset({("lane", 30_000)})
     stats_interval_s: float = 0.0  # > 0: log the worker's counters (batches, time per phase) this often
@@ -106,6 +106,9 @@ class FaustRuntime:
             producer_compression_type="lz4", producer_acks=-1, stream_buffer_maxsize=65_536,
             consumer_max_fetch_size=8 * 1024 * 1024, broker_max_poll_records=20_000, topic_disable_leader=True,
             broker_session_timeout=c.session_timeout_s, broker_heartbeat_interval=min(3.0, c.session_timeout_s / 4),
+            # on a rebalance, do not wait for the take() buffer to drain: that wait deadlocked here (seen:
+            # workers stalled after a rebalance); snapshots carry offsets, so nothing depends on it
+            stream_wait_empty=False,
         )
         p = c.topic_prefix
 
@@ -156,10 +159,17 @@ class FaustRuntime:
                         state.offset)
         return state
 
-    async def _save_all(self, table: Any, cache: dict, states: list[tuple[int, Any]]) -> None:
+    async def _save_all(self, table: Any, cache: dict, states: list[tuple[int, Any]], source: Any) -> None:
         """Write each partition's snapshot to the table and its changelog partition; wait for the broker."""
         futs = []
+        name = source.get_topic_name()
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == name}
         for partition, state in states:
+            if assigned and partition not in assigned:  # revoked while this batch ran: the new owner decides
+                log.warning("partition %d of %s was revoked during the batch; snapshot not written", partition,
+                            table.name)
+                cache.pop(partition, None)
+                continue
             blob = _OFFSET.pack(state.offset) + state.snapshot()
             key = b"p%d" % partition
             table.data[key] = blob
@@ -203,7 +213,7 @@ class FaustRuntime:
         for _, state, result in done:
             self._sink_station(state, result)
         t2 = time.perf_counter()
-        await self._save_all(self.station_table, self._stations, [(p, st) for p, st, _ in done])
+        await self._save_all(self.station_table, self._stations, [(p, st) for p, st, _ in done], self.readings)
         self._timing("station", len(events), t0, t1, t2, time.perf_counter())
 
     async def handle_station_windows(self, events: list[Any]) -> None:
@@ -228,7 +238,7 @@ class FaustRuntime:
         for result in results:
             self._sink_corridor(result)
         t2 = time.perf_counter()
-        await self._save_all(self.corridor_table, self._corridors, done)
+        await self._save_all(self.corridor_table, self._corridors, done, self.station_windows)
         self._timing("corridor", len(events), t0, t1, t2, time.perf_counter())
 
     async def _seek_back(self, topic: Any, partition: int, state: Any, offset: int) -> None:
