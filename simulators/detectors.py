@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.network import Network
+from models.records import ReadingBatch
 from simulators.ctm import CellLayout
 from simulators.fundamental import CAPACITY_VEH_H_LANE, EFFECTIVE_LENGTH_M, JAM_DENSITY_VEH_KM_LANE
 
@@ -103,3 +104,13 @@ def synthesize_readings(flow_veh_h: np.ndarray, density_veh_km: np.ndarray, det:
     occ = np.clip(occ, 0.0, 100.0)
     speed[count == 0] = np.nan
     return count, occ, speed
+
+
+def network_batch(network: Network, start_ms: int, interval_ms: int, count: np.ndarray, occ: np.ndarray,
+                  speed: np.ndarray, keep: np.ndarray | None = None) -> ReadingBatch:
+    """One interval's readings of every detector (network order), less the rows ``keep`` leaves out
+    (a fault injector's dropouts); shares ``network.detector_ids`` when nothing is left out."""
+    n = network.n_detectors
+    batch = ReadingBatch(network.detector_ids, np.full(n, start_ms, dtype=np.int64),
+                         np.full(n, interval_ms, dtype=np.int64), count, occ, speed)
+    return batch if keep is None else batch.take(keep)

@@ -16,7 +16,7 @@ from models.network import Network
 from models.records import ReadingBatch
 from simulators.ctm import RAMP_CAPACITY_VEH_H, build_layout, ctm_step
 from simulators.demand import Demand, TimeOfDayDemand
-from simulators.detectors import build_detector_layout, synthesize_readings
+from simulators.detectors import build_detector_layout, network_batch, synthesize_readings
 from simulators.faults import FAULT_KINDS, FaultInjector, FaultTruth, random_faults
 from simulators.incidents import IncidentSchedule, IncidentSpec, IncidentTruth, random_incidents, resolve_incidents
 
@@ -190,12 +190,7 @@ class TrafficSimulator:
             self._acc_q[cells] / (2 * n_steps), self._acc_k[cells] / n_steps, self.detectors,
             self.config.interval_s, self._rng_read, self.incidents.lane_flow_factor(t0))
         keep = self._injector.apply(t0, count, occ, speed)
-        ids = self.network.detector_ids
-        n = len(ids)
-        batch = ReadingBatch(ids, np.full(n, t0, dtype=np.int64), np.full(n, self.interval_ms, dtype=np.int64),
-                             count, occ, speed)
-        if keep is not None:
-            batch = batch.take(keep)
+        batch = network_batch(self.network, t0, self.interval_ms, count, occ, speed, keep)
         self._index += 1
         self.now_ms = t0 + self.interval_ms
         return batch

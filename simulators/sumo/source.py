@@ -27,6 +27,7 @@ import numpy as np
 
 from models.network import Network
 from models.records import ReadingBatch
+from simulators.detectors import network_batch
 from simulators.faults import FAULT_KINDS, FaultInjector, random_faults
 from simulators.simulator import GroundTruth
 from simulators.sumo.incidents import IncidentStager
@@ -153,12 +154,7 @@ class SumoSource:
         if self.collect_positions:
             self.last_positions = self._positions(t0 + self.interval_ms)
         keep = self._injector.apply(t0, count, occ, speed)
-        ids = self.network.detector_ids
-        n = len(ids)
-        batch = ReadingBatch(ids, np.full(n, t0, dtype=np.int64), np.full(n, self.interval_ms, dtype=np.int64),
-                             count, occ, speed)
-        if keep is not None:
-            batch = batch.take(keep)
+        batch = network_batch(self.network, t0, self.interval_ms, count, occ, speed, keep)
         self._index += 1
         self.now_ms = t0 + self.interval_ms
         return batch
