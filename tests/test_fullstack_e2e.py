@@ -93,6 +93,24 @@ class Recorder:
         return {p: n - 1 for p, n in counts.items()}
 
 
+def _wait_for_stable_group(bootstrap: str, group: str, members: int, timeout_s: float, workers) -> None:
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert all(w.poll() is None for w in workers), "a worker exited"
+        try:
+            desc = admin.describe_consumer_groups([group])[group].result(10)
+            if desc.state == ConsumerGroupState.STABLE and len(desc.members) == members:
+                return
+        except Exception:  # noqa: BLE001 - group not there yet
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"consumer group {group} not stable with {members} members within {timeout_s} s")
+
+
 def _wait_for_offsets(bootstrap: str, app_id: str, offsets: dict[int, int], timeout_s: float, tmp: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -172,9 +190,11 @@ def fullstack(kafka_bootstrap, tmp_path_factory):
     producer = KafkaProducer(kafka_bootstrap, prefix)
     workers = [start(0), start(1)]
     try:
+        _wait_for_stable_group(kafka_bootstrap, app_id, 2, 90, workers)
         rec.replay(producer, 0, half)
         # let the workers fold in the first half, then kill one of them without warning
         _wait_for_offsets(kafka_bootstrap, app_id, rec.offsets_until(half), 120, tmp)
+        _wait_for_stable_group(kafka_bootstrap, app_id, 2, 90, workers)  # kill in steady state, not mid-rebalance
         before_kill = {p: s["offset"] for p, s in read_partition_states(kafka_bootstrap, app_id,
                                                                         "station-state").items()}
         workers[1].send_signal(signal.SIGKILL)
