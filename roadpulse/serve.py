@@ -119,9 +119,12 @@ def add_arguments(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve", help="serve the web app over a finished run's store",
         description="Serve the operators' and commuters' pages and the DataMall-shaped API over the results "
-                    "of a finished run (its sqlite store). Ctrl-C stops.")
+                    "of a run: its sqlite store (embedded), or InfluxDB with --influx (full stack). Ctrl-C stops.")
     p.add_argument("--store", type=Path, default=Path("out/roadpulse.sqlite"), metavar="FILE",
                    help="the run's store (default out/roadpulse.sqlite)")
+    p.add_argument("--influx", default=None, metavar="URL",
+                   help="read the results from InfluxDB instead of a store file (full stack) [bucket, org and "
+                        "token from INFLUX_BUCKET, INFLUX_ORG, INFLUX_TOKEN]")
     p.add_argument("--network", type=Path, default=None, metavar="FILE",
                    help="network file; default: network.json beside the store, else Singapore's expressways")
     p.add_argument("--detectors", type=int, default=None, metavar="N",
@@ -147,10 +150,17 @@ def network_for_store(store: Path, network_file: Path | None = None, detectors: 
 
 
 def serve_store(store: Path, network: Network, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                camera_dir: Path | None = None) -> tuple[WebServer, CameraDir | None]:
-    """Load the store and start serving; returns the running server (call ``stop()``) and the camera folder."""
+                camera_dir: Path | None = None, influx_url: str | None = None) -> tuple[WebServer, CameraDir | None]:
+    """Load the store (or InfluxDB at ``influx_url``) and start serving; returns the running server
+    (call ``stop()``) and the camera folder."""
     ctx = WebContext.create(network)
-    counts = load_store(store, ctx.state)
+    if influx_url:
+        from dashboards.web.store_source import load_influx_store
+        from stream.sinks.influx_query import InfluxConnection
+
+        counts = load_influx_store(InfluxConnection.from_env(url=influx_url), ctx.state)
+    else:
+        counts = load_store(store, ctx.state)
     log.info("serving %s: %s", store, counts)
     cameras = CameraDir(camera_dir, ctx.state) if camera_dir else None
     if cameras is not None:
@@ -163,8 +173,9 @@ def serve_store(store: Path, network: Network, host: str = DEFAULT_HOST, port: i
 def cmd_serve(args: argparse.Namespace) -> int:
     """`roadpulse serve`: serve a finished run until Ctrl-C."""
     network = network_for_store(args.store, args.network, args.detectors)
-    server, cameras = serve_store(args.store, network, args.host, args.port, args.camera_dir)
-    print(f"roadpulse web over {args.store}: operators {server.url}/operators · commuters {server.url}/commuters · "
+    source = args.influx or args.store
+    server, cameras = serve_store(args.store, network, args.host, args.port, args.camera_dir, influx_url=args.influx)
+    print(f"roadpulse web over {source}: operators {server.url}/operators · commuters {server.url}/commuters · "
           f"DataMall API {server.url}/ltaodataservice/v3/TrafficSpeedBands — Ctrl-C stops", flush=True)
     try:
         _wait_for_ctrl_c(cameras.scan if cameras else None)

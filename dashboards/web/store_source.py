@@ -18,6 +18,7 @@ import pandas as pd
 
 from dashboards.web.state import LiveState
 from models.records import Alert, FlowWindowBatch, Incident
+from stream.sinks.influx_query import InfluxConnection, InfluxStore
 from stream.sinks.sqlite_store import LocalStore, window_tag
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,14 @@ def load_store(path: str | Path, state: LiveState) -> dict[str, int]:
     return counts
 
 
-def _load(store: LocalStore, state: LiveState) -> dict[str, int]:
+def load_influx_store(conn: InfluxConnection, state: LiveState) -> dict[str, int]:
+    """Load a full-stack run's results from InfluxDB into ``state`` (the same measurements as the local store)."""
+    counts = _load(InfluxStore(conn), state)
+    state.set_stats(mode="store", finished=True, store=f"{conn.url} bucket {conn.bucket}")
+    return counts
+
+
+def _load(store: LocalStore | InfluxStore, state: LiveState) -> dict[str, int]:
     network = state.network
     tag = window_tag(state.window_ms)
     flow = store.load("flow", level="segment", window=tag)
@@ -90,15 +98,19 @@ def _load(store: LocalStore, state: LiveState) -> dict[str, int]:
         speed_band_to=None if _none(r.speed_band_to) is None else int(r.speed_band_to),
         incident_id=_none(r.incident_id), travel_time_now_s=_none(r.travel_time_now_s),
         travel_time_usual_s=_none(r.travel_time_usual_s)) for r in alerts.itertuples()], source="pipeline")
-    letters = store.query("SELECT reason, COUNT(*) AS n FROM dead_letter GROUP BY reason")
-    figures: dict[str, Any] = {"dead_letters": {str(r.reason): int(r.n) for r in letters.itertuples()},
+    letters = store.load("dead_letter")
+    by_reason = letters.groupby("reason").size() if len(letters) else pd.Series(dtype=int)
+    figures: dict[str, Any] = {"dead_letters": {str(k): int(v) for k, v in by_reason.items()},
                                "incident_events": len(incidents), "alerts_sent": len(alerts), "open_incidents": 0}
     if len(flow):
         figures["sim_now_ms"] = int(flow["window_start_ms"].max()) + state.window_ms
     try:
-        pipe = store.query("SELECT * FROM pipeline ORDER BY at_ms DESC LIMIT 1")
+        pipe = store.load("pipeline")
     except (sqlite3.Error, pd.errors.DatabaseError):
         pipe = pd.DataFrame()
+    if len(pipe) and "readings_total" in pipe:  # the runtime's row (cameras write their own component)
+        pipe = pipe[pipe["readings_total"].notna()]
+        pipe = pipe.sort_values("at_ms" if "at_ms" in pipe else "time", ascending=False).head(1)
     if len(pipe):
         row = pipe.iloc[0].to_dict()
         for src, dst in (("readings_total", "readings_in"), ("readings_per_s", "readings_per_s")):
