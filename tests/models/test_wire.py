@@ -5,8 +5,18 @@ import numpy as np
 import pytest
 
 from models.records import Alert, DeadLetter, Incident, ReadingBatch
-from models.wire import (FORMATS, WireError, decode_alert, decode_dead_letter, decode_flow_windows, decode_incident,
-                         decode_reading_columns, encode_flow_windows, encode_readings, encode_record)
+from models.wire import (
+    FORMATS,
+    WireError,
+    decode_alert,
+    decode_dead_letter,
+    decode_flow_windows,
+    decode_incident,
+    decode_reading_columns,
+    encode_flow_windows,
+    encode_readings,
+    encode_record,
+)
 
 
 def _batch() -> ReadingBatch:

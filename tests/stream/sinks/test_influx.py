@@ -10,7 +10,6 @@ writes to its own fresh bucket (a 1.x database, or a 2.x bucket) and drops it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import urllib.parse
@@ -34,7 +33,6 @@ from stream.sinks.influx import (
 from stream.sinks.spool import Spool, read_lines
 from stream.sinks.sqlite_store import LocalStore
 
-HINT = "start it with scripts/services/influxdb.sh start (stop with scripts/services/influxdb.sh stop)"
 T0_MS = 1_772_380_800_000  # 2026-03-02T00:00:00+08:00
 
 
@@ -180,43 +178,10 @@ def test_spool_replays_orphans_of_dead_writers_but_not_live_segments(tmp_path: P
 
 
 # ---- real InfluxDB -------------------------------------------------------------------
-def _run_dir() -> Path:
-    return Path(os.environ.get("ROADPULSE_RUN") or Path.home() / ".cache" / "roadpulse" / "run")
-
-
-def _settings() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for path in (_run_dir() / "influxdb" / "client.env", _run_dir() / "services.env"):
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                key, sep, value = line.strip().partition("=")
-                if sep and not key.startswith("#"):
-                    values.setdefault(key.strip(), value.strip())
-    for key in ("INFLUX_URL", "INFLUX_ORG", "INFLUX_TOKEN"):
-        if os.environ.get(key):
-            values[key] = os.environ[key]
-    return values
-
-
 @pytest.fixture(scope="session")
-def influx() -> dict[str, str]:
-    """URL, org, token of the running server; fails (never skips) when there is none."""
-    settings = _settings()
-    url = settings.get("INFLUX_URL")
-    if not url:
-        pytest.fail(f"INFLUX_URL is not set and not in {_run_dir()}/services.env: {HINT}", pytrace=False)
-    error = None
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as resp:
-            health = json.load(resp)
-    except Exception as exc:
-        error = exc
-    if error is not None:
-        pytest.fail(f"InfluxDB is not reachable at {url} ({error}): {HINT}", pytrace=False)
-    if health.get("status") != "pass":
-        pytest.fail(f"InfluxDB at {url} is not healthy ({health}): {HINT}", pytrace=False)
-    return {"url": url.rstrip("/"), "org": settings.get("INFLUX_ORG", "roadpulse"),
-            "token": settings.get("INFLUX_TOKEN", "roadpulse-dev-token")}
+def influx(influx_server) -> dict[str, str]:
+    """URL, org, token of the running server (tests/conftest.py; fails, never skips, without one)."""
+    return influx_server
 
 
 def _influxql(influx: dict[str, str], statement: str) -> dict:
